@@ -1,0 +1,285 @@
+//! Shared state on Redis: task records (compare-and-set on a version), shared contexts, request
+//! replies, correlation logs, the live event feed and the agent registry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::{Conn, RedisTransport, map_err, scripts};
+use crate::a2a::AgentCard;
+use crate::clock;
+use crate::envelope::Envelope;
+use crate::task::TaskRecord;
+use crate::transport::{SharedContext, TransportError, TransportResult};
+
+const TASKS: &str = "bus:tasks";
+const AGENTS: &str = "bus:agents";
+const EVENTS: &str = "bus:events";
+
+fn corrupt(e: impl std::fmt::Display) -> TransportError {
+    TransportError::Corrupt(e.to_string())
+}
+
+#[derive(Serialize, Deserialize)]
+struct Registration {
+    card: AgentCard,
+    expires_ms: u64,
+}
+
+impl RedisTransport {
+    fn retention_ms(&self) -> u64 {
+        self.config().retention.as_millis() as u64
+    }
+
+    pub(super) async fn s_task_load(&self, id: &str) -> TransportResult<Option<TaskRecord>> {
+        let json: Option<String> = self
+            .conn()
+            .hget(format!("bus:{{task:{id}}}"), "rec")
+            .await
+            .map_err(map_err)?;
+        json.map(|j| serde_json::from_str(&j).map_err(corrupt))
+            .transpose()
+    }
+
+    pub(super) async fn s_task_store(
+        &self,
+        record: &TaskRecord,
+        expected: u64,
+    ) -> TransportResult<bool> {
+        let json = serde_json::to_string(record).map_err(corrupt)?;
+        let stored: i64 = scripts::TASK_CAS
+            .key(format!("bus:{{task:{}}}", record.task.id))
+            .arg(expected)
+            .arg(record.version)
+            .arg(json)
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(map_err)?;
+        if stored == 1 && expected == 0 {
+            let _: i64 = self
+                .conn()
+                .zadd(TASKS, &record.task.id, record.created_ms)
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(stored == 1)
+    }
+
+    pub(super) async fn s_task_ids(&self, limit: usize) -> TransportResult<Vec<String>> {
+        let stop = limit.max(1) as isize - 1;
+        self.conn().zrevrange(TASKS, 0, stop).await.map_err(map_err)
+    }
+
+    pub(super) async fn s_context_publish(&self, id: &str, value: &Value) -> TransportResult<u64> {
+        scripts::CONTEXT_PUBLISH
+            .key(format!("bus:{{ctx:{id}}}"))
+            .arg(value.to_string())
+            .arg(clock::now_ms())
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(map_err)
+    }
+
+    pub(super) async fn s_context_load(&self, id: &str) -> TransportResult<Option<SharedContext>> {
+        let (v, value, at): (Option<u64>, Option<String>, Option<u64>) = redis::cmd("HMGET")
+            .arg(format!("bus:{{ctx:{id}}}"))
+            .arg("v")
+            .arg("value")
+            .arg("at")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(map_err)?;
+        match (v, value) {
+            (Some(version), Some(json)) => Ok(Some(SharedContext {
+                context_id: id.to_string(),
+                version,
+                value: serde_json::from_str(&json).map_err(corrupt)?,
+                updated_ms: at.unwrap_or(0),
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    pub(super) async fn s_reply_put(
+        &self,
+        inbox: &str,
+        reply: &Envelope,
+        ttl: Duration,
+    ) -> TransportResult<bool> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("bus:{{inbox:{inbox}}}"))
+            .arg(reply.to_json())
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(map_err)?;
+        Ok(set.is_some())
+    }
+
+    pub(super) async fn s_reply_load(&self, inbox: &str) -> TransportResult<Option<Envelope>> {
+        let json: Option<String> = self
+            .conn()
+            .get(format!("bus:{{inbox:{inbox}}}"))
+            .await
+            .map_err(map_err)?;
+        json.map(|j| Envelope::from_json(&j).map_err(corrupt))
+            .transpose()
+    }
+
+    pub(super) async fn s_record(&self, env: &Envelope) -> TransportResult<()> {
+        let key = format!("bus:{{corr:{}}}", env.correlation_id());
+        let json = env.to_json();
+        // Two slots, so not one script: the log is the record, the feed is a best-effort
+        // notification that readers back up by re-reading state. A cluster pipeline must stay in
+        // one slot, so there the feed gets its own round trip.
+        let mut log = redis::pipe();
+        log.rpush(&key, &json)
+            .ignore()
+            .pexpire(&key, self.retention_ms() as i64)
+            .ignore();
+        let mut feed = if self.is_cluster() {
+            let _: () = log.query_async(&mut self.conn()).await.map_err(map_err)?;
+            redis::pipe()
+        } else {
+            log
+        };
+        let _: () = feed
+            .cmd("XADD")
+            .arg(EVENTS)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config().live_feed_len)
+            .arg("*")
+            .arg("env")
+            .arg(&json)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn s_correlation(&self, id: &str) -> TransportResult<Vec<Envelope>> {
+        let items: Vec<String> = self
+            .conn()
+            .lrange(format!("bus:{{corr:{id}}}"), 0, -1)
+            .await
+            .map_err(map_err)?;
+        items
+            .iter()
+            .map(|j| Envelope::from_json(j).map_err(corrupt))
+            .collect()
+    }
+
+    pub(super) async fn s_agent_put(&self, card: &AgentCard, ttl: Duration) -> TransportResult<()> {
+        let reg = Registration {
+            card: card.clone(),
+            expires_ms: clock::now_ms() + ttl.as_millis() as u64,
+        };
+        let json = serde_json::to_string(&reg).map_err(corrupt)?;
+        let _: i64 = self
+            .conn()
+            .hset(AGENTS, &card.id, json)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn s_agent_remove(&self, id: &str) -> TransportResult<()> {
+        let _: i64 = self.conn().hdel(AGENTS, id).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn s_agents(&self) -> TransportResult<Vec<AgentCard>> {
+        let all: Vec<(String, String)> = self.conn().hgetall(AGENTS).await.map_err(map_err)?;
+        let now = clock::now_ms();
+        let mut cards = Vec::new();
+        for (id, json) in all {
+            match serde_json::from_str::<Registration>(&json) {
+                Ok(reg) if reg.expires_ms > now => cards.push(reg.card),
+                _ => {
+                    let _: i64 = self.conn().hdel(AGENTS, &id).await.map_err(map_err)?;
+                }
+            }
+        }
+        cards.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(cards)
+    }
+}
+
+type FeedReply = Option<Vec<(String, Vec<(String, Vec<String>)>)>>;
+
+/// Tails `bus:events` and fans entries out to local receivers until `shutdown`.
+pub(super) async fn pump_live(
+    mut conn: Conn,
+    tx: broadcast::Sender<Arc<Envelope>>,
+    shutdown: CancellationToken,
+) {
+    let mut last: Option<String> = None;
+    while !shutdown.is_cancelled() {
+        if last.is_none() {
+            let newest: redis::RedisResult<Vec<(String, Vec<String>)>> = redis::cmd("XREVRANGE")
+                .arg(EVENTS)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await;
+            match newest {
+                Ok(v) => last = Some(v.first().map_or("0-0".to_string(), |(id, _)| id.clone())),
+                Err(_) => {
+                    backoff(&shutdown).await;
+                    continue;
+                }
+            }
+        }
+        let from = last.clone().unwrap_or_else(|| "0-0".to_string());
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(500)
+            .arg("BLOCK")
+            .arg(1000)
+            .arg("STREAMS")
+            .arg(EVENTS)
+            .arg(&from);
+        let read = cmd.query_async::<FeedReply>(&mut conn);
+        let res = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = read => r,
+        };
+        match res {
+            Ok(reply) => {
+                for (_, entries) in reply.unwrap_or_default() {
+                    for (id, fields) in entries {
+                        let json = fields.get(1).map(String::as_str).unwrap_or_default();
+                        if let Ok(env) = Envelope::from_json(json) {
+                            let _ = tx.send(Arc::new(env));
+                        }
+                        last = Some(id);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "live event feed read failed; retrying");
+                backoff(&shutdown).await;
+            }
+        }
+    }
+}
+
+async fn backoff(shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+    }
+}

@@ -1,0 +1,13 @@
+/**
+ * Nerve client for browsers and Node 20+: a hub client for the Azure Web PubSub JSON
+ * subprotocols with exactly-once recovery, and the agent SDK for the hub's bus socket.
+ */
+
+export { HubClient, HubError, RELIABLE, JSON_PROTOCOL, toBase64, fromBase64 } from "./hub.js";
+export type { HubMessage, HubClientOptions, SendOptions, DataType } from "./hub.js";
+export { BusClient, BusError, TERMINAL_STATES, messageText, taskState } from "./bus.js";
+export type { TaskRecord, A2AMessage, Submitted, SubmitOptions, Push } from "./bus.js";
+export { Agent, TaskContext, TaskRejected, TaskRetry } from "./agent.js";
+export type { AgentCard, Handler, HandlerResult } from "./agent.js";
+export { AsyncQueue } from "./queue.js";
+export { busUrl } from "./socket.js";

@@ -1,0 +1,504 @@
+//! The Redis broker: many nodes act as one hub.
+//!
+//! - Messages: a group message goes through one script that appends it to the group's capped
+//!   history stream and publishes it on the group's channel, so every node (the sender too)
+//!   sees a group's messages in history order; other sends are delivered locally at once and
+//!   published to the nodes that may hold recipients. A node subscribes to a group channel
+//!   only while it holds a member.
+//! - Presence: hashes of connections, users and group members, each entry naming its node
+//!   incarnation; a node heartbeats into a sorted set, so a crashed node's entries stop
+//!   counting after the presence TTL.
+//! - Faults: one worker task owns every write; it reaches Redis through a reconnecting
+//!   client, and after an outage it re-subscribes and rewrites this node's presence under a
+//!   new incarnation. Its queue is bounded: past it, work is dropped and counted.
+
+mod conn;
+pub mod keys;
+mod presence;
+mod sessions;
+mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+
+use super::envelope::{Body, Envelope, Message};
+use super::{Broker, Command, Member, Scope, SessionStore, Target, deliver_local};
+use crate::metrics;
+use crate::router::{Connection, Delivery, FanOut, Hub, Membership};
+use crate::server::AppState;
+pub use conn::Conn;
+
+/// Most pending broker operations; past it they are dropped and counted.
+pub const JOB_QUEUE: usize = 64 * 1024;
+
+/// Settings of the Redis broker.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Redis URLs: one for a single Redis, several (or `cluster`) for a Redis Cluster.
+    pub urls: Vec<String>,
+    /// Use Redis Cluster (sharded pub/sub) even with one URL.
+    pub cluster: bool,
+    /// This node's id (unique in the cluster).
+    pub node_id: String,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// A node silent this long is dead: its connections leave presence.
+    pub presence_ttl: Duration,
+    /// Messages kept per group history (approximately; Redis trims in whole nodes).
+    pub history_len: usize,
+    /// How long a group's history outlives its last message.
+    pub history_ttl: Duration,
+    /// How long a reliable session's record outlives its last activity.
+    pub session_ttl: Duration,
+}
+
+/// Deletes a hash field whose value starts with ARGV[2] (this node's name).
+const FORGET: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+";
+
+/// A unit of work for the worker.
+pub(crate) enum Job {
+    /// A group message: history + channel, delivered back to this node too.
+    Group {
+        hub: String,
+        group: String,
+        bytes: Vec<u8>,
+        local: Option<(Arc<Hub>, Scope, Arc<Delivery>)>,
+    },
+    /// A message or command for a channel.
+    Channel { channel: String, bytes: Vec<u8> },
+    /// A message or command for the node holding a connection.
+    ToOwner {
+        hub: String,
+        conn: String,
+        bytes: Vec<u8>,
+    },
+    /// Bring a channel's subscription in line with local interest.
+    Sync(String),
+    /// Presence writes.
+    Presence(Vec<redis::Cmd>),
+    /// A reliable session joined a group: record it (and where the history ends).
+    SessionJoined {
+        hub: String,
+        conn: String,
+        group: String,
+    },
+    /// A reliable session left a group.
+    SessionLeft { conn: String, group: String },
+}
+
+/// Local interest in a channel.
+#[derive(Default)]
+pub(crate) struct Interest {
+    wanted: bool,
+    subscribed: bool,
+}
+
+/// The Redis broker.
+pub struct RedisBroker {
+    pub(crate) settings: RedisSettings,
+    pub(crate) conn: RwLock<Option<Conn>>,
+    pub(crate) ready: AtomicBool,
+    pub(crate) epoch: AtomicU64,
+    pub(crate) alive: RwLock<HashSet<String>>,
+    pub(crate) jobs: flume::Sender<Job>,
+    /// Jobs queued and not finished yet (a drain waits for zero).
+    pub(crate) pending: std::sync::atomic::AtomicUsize,
+    pub(crate) interest: Mutex<HashMap<String, Interest>>,
+    pub(crate) subscribed: tokio::sync::watch::Sender<u64>,
+    pub(crate) app: OnceLock<Weak<AppState>>,
+}
+
+impl RedisBroker {
+    /// Starts the broker's tasks; it connects (and reconnects) in the background, so a node
+    /// without Redis still serves its own connections.
+    pub fn start(
+        settings: RedisSettings,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Arc<Self> {
+        let (jobs, rx) = flume::bounded(JOB_QUEUE);
+        let broker = Arc::new(RedisBroker {
+            settings,
+            conn: RwLock::new(None),
+            ready: AtomicBool::new(false),
+            // Unique per process, so a restarted node never revives its predecessor's entries.
+            epoch: AtomicU64::new(worker::now_ms()),
+            alive: RwLock::new(HashSet::new()),
+            jobs,
+            pending: std::sync::atomic::AtomicUsize::new(0),
+            interest: Mutex::new(HashMap::new()),
+            subscribed: tokio::sync::watch::channel(0).0,
+            app: OnceLock::new(),
+        });
+        for ch in [
+            keys::broadcast_channel(),
+            keys::node_channel(&broker.settings.node_id),
+        ] {
+            broker.interest.lock().entry(ch).or_default().wanted = true;
+        }
+        metrics::global().redis_up.set(0);
+        tokio::spawn(worker::run(broker.clone(), rx, shutdown));
+        broker
+    }
+
+    /// This node's presence name: id and incarnation.
+    pub(crate) fn presence_name(&self) -> String {
+        format!(
+            "{}#{}",
+            self.settings.node_id,
+            self.epoch.load(Ordering::Relaxed)
+        )
+    }
+
+    /// A connection handle, when Redis is reachable.
+    pub(crate) fn conn(&self) -> Option<Conn> {
+        if !self.ready.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.conn.read().clone()
+    }
+
+    pub(crate) fn app(&self) -> Option<Arc<AppState>> {
+        self.app.get().and_then(Weak::upgrade)
+    }
+
+    /// Queues work for the worker without waiting; a full queue drops it.
+    pub(crate) fn queue(&self, job: Job) -> bool {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let queued = self.jobs.try_send(job).is_ok();
+        if !queued {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            metrics::global().cluster_drop("job_queue_full");
+        }
+        queued
+    }
+
+    fn envelope(&self, hub: &str, body: Body) -> Vec<u8> {
+        Envelope {
+            origin: self.settings.node_id.clone(),
+            hub: hub.to_string(),
+            body,
+        }
+        .encode()
+    }
+
+    fn want(&self, channel: String, wanted: bool) {
+        let changed = {
+            let mut i = self.interest.lock();
+            let e = i.entry(channel.clone()).or_default();
+            let changed = e.wanted != wanted;
+            e.wanted = wanted;
+            changed
+        };
+        if changed {
+            self.queue(Job::Sync(channel));
+        }
+    }
+
+    fn presence(&self, cmds: Vec<redis::Cmd>) {
+        if self.ready.load(Ordering::Relaxed) {
+            self.queue(Job::Presence(cmds));
+        }
+    }
+
+    /// Presence writes announcing a connection.
+    pub(crate) fn connection_presence(&self, conn: &Connection) -> Vec<redis::Cmd> {
+        let me = self.presence_name();
+        let roles = serde_json::to_string(&conn.roles.lock().to_claims()).unwrap_or_default();
+        let value = format!("{me}\n{}\n{roles}", conn.user_id.as_deref().unwrap_or(""));
+        let mut cmds = vec![
+            redis::cmd("HSET")
+                .arg(keys::connections(&conn.hub))
+                .arg(&*conn.id)
+                .arg(&value)
+                .to_owned(),
+        ];
+        if let Some(u) = &conn.user_id {
+            cmds.push(
+                redis::cmd("HSET")
+                    .arg(keys::user(&conn.hub, u))
+                    .arg(&*conn.id)
+                    .arg(&me)
+                    .to_owned(),
+            );
+        }
+        cmds
+    }
+
+    /// Removes a presence entry only if this node wrote it: a session resumed elsewhere
+    /// keeps the entry its new node wrote.
+    fn forget(&self, key: String, conn_id: &str) -> redis::Cmd {
+        redis::cmd("EVAL")
+            .arg(FORGET)
+            .arg(1)
+            .arg(key)
+            .arg(conn_id)
+            .arg(format!("{}#", self.settings.node_id))
+            .to_owned()
+    }
+
+    /// The presence write announcing a group member.
+    pub(crate) fn member_presence(&self, hub: &str, conn: &Connection, group: &str) -> redis::Cmd {
+        let value = format!(
+            "{}\n{}",
+            self.presence_name(),
+            conn.user_id.as_deref().unwrap_or("")
+        );
+        redis::cmd("HSET")
+            .arg(keys::members(hub, group))
+            .arg(&*conn.id)
+            .arg(value)
+            .to_owned()
+    }
+}
+
+impl Membership for RedisBroker {
+    fn connection_added(&self, conn: &Connection) {
+        self.presence(self.connection_presence(conn));
+    }
+
+    fn connection_removed(&self, conn: &Connection) {
+        let mut cmds = vec![self.forget(keys::connections(&conn.hub), &conn.id)];
+        if let Some(u) = &conn.user_id {
+            cmds.push(self.forget(keys::user(&conn.hub, u), &conn.id));
+        }
+        self.presence(cmds);
+    }
+
+    fn member_added(&self, hub: &str, conn: &Connection, group: &str, first: bool) {
+        if first {
+            self.want(keys::group_channel(hub, group), true);
+        }
+        self.presence(vec![self.member_presence(hub, conn, group)]);
+        if conn.protocol.is_reliable() && self.is_ready() {
+            self.queue(Job::SessionJoined {
+                hub: hub.to_string(),
+                conn: conn.id.to_string(),
+                group: group.to_string(),
+            });
+        }
+    }
+
+    fn roles_changed(&self, conn: &Connection) {
+        self.presence(self.connection_presence(conn));
+    }
+
+    fn member_removed(&self, hub: &str, conn: &Connection, group: &str, last: bool) {
+        if last {
+            self.want(keys::group_channel(hub, group), false);
+        }
+        self.presence(vec![self.forget(keys::members(hub, group), &conn.id)]);
+        // A closing session keeps its groups: another node may resume it.
+        if conn.protocol.is_reliable() && !conn.is_closing() && self.is_ready() {
+            self.queue(Job::SessionLeft {
+                conn: conn.id.to_string(),
+                group: group.to_string(),
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    fn node_id(&self) -> &str {
+        &self.settings.node_id
+    }
+
+    fn attach(&self, app: Weak<AppState>) {
+        let _ = self.app.set(app);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    fn publish(
+        &self,
+        hub: &str,
+        local: Option<&Arc<Hub>>,
+        target: Target,
+        scope: Scope,
+        d: Arc<Delivery>,
+    ) -> FanOut {
+        let message = |target: Target, scope: Scope| {
+            Body::Message(Message {
+                target,
+                scope,
+                frame: d.json_frame.as_str().to_string(),
+                payload: d.payload.clone(),
+            })
+        };
+        if let Target::Group(group) = &target {
+            // The group's messages come back through Redis in history order; only when
+            // Redis is out of reach are local members served directly.
+            if self.is_ready() {
+                let job = Job::Group {
+                    hub: hub.to_string(),
+                    group: group.clone(),
+                    bytes: self.envelope(hub, message(target.clone(), scope.clone())),
+                    local: local.map(|h| (h.clone(), scope.clone(), d.clone())),
+                };
+                if self.queue(job) {
+                    return FanOut::default();
+                }
+            } else {
+                metrics::global().cluster_drop("redis_down");
+            }
+            return local.map_or_else(FanOut::default, |h| deliver_local(h, &target, &scope, &d));
+        }
+        let out = local.map_or_else(FanOut::default, |h| deliver_local(h, &target, &scope, &d));
+        if !self.is_ready() {
+            metrics::global().cluster_drop("redis_down");
+            return out;
+        }
+        let job = match &target {
+            Target::Connection(id) if local.is_some_and(|h| h.connection(id).is_some()) => {
+                return out;
+            }
+            Target::Connection(id) => Job::ToOwner {
+                hub: hub.to_string(),
+                conn: id.clone(),
+                bytes: self.envelope(hub, message(target.clone(), scope)),
+            },
+            _ => Job::Channel {
+                channel: keys::broadcast_channel(),
+                bytes: self.envelope(hub, message(target.clone(), scope)),
+            },
+        };
+        self.queue(job);
+        out
+    }
+
+    fn command(&self, hub: &str, cmd: Command) {
+        if !self.is_ready() {
+            metrics::global().cluster_drop("redis_down");
+            return;
+        }
+        let key = |user: &str| keys::user_groups(hub, user);
+        match &cmd {
+            Command::AddUser { user, group } => {
+                self.presence(vec![
+                    redis::cmd("SADD").arg(key(user)).arg(group).to_owned(),
+                ]);
+            }
+            Command::RemoveUser {
+                user,
+                group: Some(group),
+            } => self.presence(vec![
+                redis::cmd("SREM").arg(key(user)).arg(group).to_owned(),
+            ]),
+            Command::RemoveUser { user, group: None } => {
+                self.presence(vec![redis::cmd("DEL").arg(key(user)).to_owned()]);
+            }
+            _ => {}
+        }
+        let owner = match &cmd {
+            Command::Join { conn, .. }
+            | Command::Leave { conn, .. }
+            | Command::Permission { conn, .. }
+            | Command::Takeover { conn } => Some(conn.clone()),
+            Command::Close {
+                selector: Target::Connection(conn),
+                ..
+            } => Some(conn.clone()),
+            _ => None,
+        };
+        let bytes = self.envelope(hub, Body::Command(cmd));
+        let job = match owner {
+            Some(conn) => Job::ToOwner {
+                hub: hub.to_string(),
+                conn,
+                bytes,
+            },
+            None => Job::Channel {
+                channel: keys::broadcast_channel(),
+                bytes,
+            },
+        };
+        self.queue(job);
+    }
+
+    async fn group_ready(&self, hub: &str, group: &str) {
+        let channel = keys::group_channel(hub, group);
+        let mut rx = self.subscribed.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let done = {
+                let i = self.interest.lock();
+                i.get(&channel).is_none_or(|e| e.subscribed || !e.wanted)
+            };
+            if done || !self.is_ready() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    async fn remote_connection(&self, hub: &str, id: &str) -> bool {
+        presence::connection_entry(self, hub, id).await.is_some()
+    }
+
+    async fn remote_user(&self, hub: &str, user: &str) -> bool {
+        presence::user_alive(self, hub, user).await
+    }
+
+    async fn remote_members(&self, hub: &str, group: &str) -> Vec<Member> {
+        presence::members(self, hub, group).await
+    }
+
+    async fn remote_roles(&self, hub: &str, id: &str) -> Option<Vec<String>> {
+        let entry = presence::connection_entry(self, hub, id).await?;
+        let roles = entry.splitn(3, '\n').nth(2)?;
+        serde_json::from_str(roles).ok()
+    }
+
+    async fn user_groups(&self, hub: &str, user: &str) -> Vec<String> {
+        let Some(mut c) = self.conn() else {
+            return Vec::new();
+        };
+        use redis::AsyncCommands;
+        let members = c.smembers::<_, Vec<String>>(keys::user_groups(hub, user));
+        match tokio::time::timeout(Duration::from_secs(1), members).await {
+            Ok(Ok(groups)) => groups,
+            _ => {
+                metrics::global().redis_errors.inc();
+                Vec::new()
+            }
+        }
+    }
+
+    fn sessions(&self) -> Option<&dyn SessionStore> {
+        Some(self)
+    }
+
+    async fn flush(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.pending.load(Ordering::Relaxed) > 0
+            && self.is_ready()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Leave presence at once rather than after the TTL.
+        if let Some(mut c) = self.conn() {
+            use redis::AsyncCommands;
+            let gone = c.zrem::<_, _, ()>(keys::nodes(), self.presence_name());
+            let _ = tokio::time::timeout(Duration::from_millis(500), gone).await;
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Cluster-wide answers from presence: whether a connection or user is online on a live
+//! node, and who is in a group. Entries of dead node incarnations are ignored (and removed).
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+
+use super::{RedisBroker, keys};
+use crate::cluster::Member;
+use crate::metrics;
+
+/// The live node incarnation of a presence value `node#epoch\nuser`.
+fn node_of(value: &str) -> &str {
+    value.split('\n').next().unwrap_or_default()
+}
+
+/// Whether a node incarnation is alive: the cached view from the last heartbeat, checked
+/// against Redis for a node not in it (it may have started since).
+async fn is_alive(broker: &RedisBroker, conn: &mut super::Conn, node: &str) -> bool {
+    if broker.alive.read().contains(node) {
+        return true;
+    }
+    let score: Option<u64> = conn.zscore(keys::nodes(), node).await.unwrap_or(None);
+    let ttl = broker.settings.presence_ttl.as_millis() as u64;
+    let alive = score.is_some_and(|s| s + ttl > super::worker::now_ms());
+    if alive {
+        broker.alive.write().insert(node.to_string());
+    }
+    alive
+}
+
+/// A connection's presence entry (`node#epoch\nuser\nroles`), if its node is alive.
+pub(crate) async fn connection_entry(broker: &RedisBroker, hub: &str, id: &str) -> Option<String> {
+    let mut conn = broker.conn()?;
+    let v: Option<String> = match conn.hget(keys::connections(hub), id).await {
+        Ok(v) => v,
+        Err(_) => {
+            metrics::global().redis_errors.inc();
+            return None;
+        }
+    };
+    let v = v?;
+    let node = node_of(&v).to_string();
+    is_alive(broker, &mut conn, &node).await.then_some(v)
+}
+
+/// Whether a user has a connection on a live node.
+pub(crate) async fn user_alive(broker: &RedisBroker, hub: &str, user: &str) -> bool {
+    let key = keys::user(hub, user);
+    live_entries(broker, &key).await.next().is_some()
+}
+
+/// Members of a group on live nodes.
+pub(crate) async fn members(broker: &RedisBroker, hub: &str, group: &str) -> Vec<Member> {
+    let key = keys::members(hub, group);
+    live_entries(broker, &key)
+        .await
+        .map(|(id, v)| {
+            let user = v.split('\n').nth(1).unwrap_or_default();
+            Member {
+                connection_id: id,
+                user_id: (!user.is_empty()).then(|| user.to_string()),
+            }
+        })
+        .collect()
+}
+
+/// Entries of a presence hash whose node is alive; dead ones are removed on the way.
+async fn live_entries(
+    broker: &RedisBroker,
+    key: &str,
+) -> impl Iterator<Item = (String, String)> + use<> {
+    let Some(mut conn) = broker.conn() else {
+        return Vec::new().into_iter();
+    };
+    let all: HashMap<String, String> = match conn.hgetall(key).await {
+        Ok(v) => v,
+        Err(_) => {
+            metrics::global().redis_errors.inc();
+            return Vec::new().into_iter();
+        }
+    };
+    let mut verdict: HashMap<String, bool> = HashMap::new();
+    let (mut live, mut dead) = (Vec::new(), Vec::new());
+    for (id, v) in all {
+        let node = node_of(&v).to_string();
+        let alive = match verdict.get(&node) {
+            Some(a) => *a,
+            None => {
+                let a = is_alive(broker, &mut conn, &node).await;
+                verdict.insert(node, a);
+                a
+            }
+        };
+        if alive {
+            live.push((id, v));
+        } else {
+            dead.push((id, v));
+        }
+    }
+    if !dead.is_empty() {
+        let ids: Vec<&String> = dead.iter().map(|(id, _)| id).collect();
+        let _: Result<(), _> = conn.hdel(key, ids).await;
+    }
+    live.into_iter()
+}

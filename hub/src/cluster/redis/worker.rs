@@ -1,0 +1,359 @@
+//! The broker's tasks: the worker that owns every write to Redis (connect with backoff,
+//! heartbeat, resynchronize after an outage, run queued jobs in order) and the receiver that
+//! turns pushes from other nodes into local deliveries and commands.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::conn::{Conn, PUSH_QUEUE, PushSink, message_of};
+use super::{Job, RedisBroker, keys};
+use crate::cluster::envelope::{Body, Envelope};
+use crate::cluster::{Target, commands, deliver_local};
+use crate::metrics;
+use crate::router::{Delivery, Position};
+
+/// Longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Group publish: append to the capped history, then publish `id message` on the channel.
+const GROUP_PUBLISH: &str = r"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call(ARGV[4], ARGV[5], id .. ' ' .. ARGV[2])
+return id
+";
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Runs until shutdown.
+pub(crate) async fn run(
+    broker: Arc<RedisBroker>,
+    jobs: flume::Receiver<Job>,
+    shutdown: CancellationToken,
+) {
+    let (push_tx, push_rx) = tokio::sync::mpsc::channel(PUSH_QUEUE);
+    tokio::spawn(receive(broker.clone(), push_rx, shutdown.clone()));
+    let sink = PushSink(push_tx);
+    let mut backoff = Duration::from_millis(50);
+    let conn = loop {
+        match Conn::connect(&broker.settings.urls, broker.settings.cluster, sink.clone()).await {
+            Ok(c) => break c,
+            Err(e) => {
+                metrics::global().redis_errors.inc();
+                warn!(error = %e, "cannot reach Redis; serving local connections only");
+            }
+        }
+        drain_locally(&broker, &jobs);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    };
+    *broker.conn.write() = Some(conn.clone());
+    let mut conn = conn;
+    let mut tick = tokio::time::interval(broker.settings.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A draining node still passes on what its last requests and sessions publish: the
+    // worker runs until the process ends (`flush` waits for it on the way out).
+    loop {
+        tokio::select! {
+            _ = tick.tick() => heartbeat(&broker, &mut conn).await,
+            job = jobs.recv_async() => {
+                let Ok(job) = job else { break };
+                if broker.ready.load(Ordering::Relaxed) {
+                    run_job(&broker, &mut conn, job).await;
+                } else {
+                    fallback(job);
+                }
+                broker.pending.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// While Redis is out of reach: serve queued group messages locally, drop the rest.
+fn drain_locally(broker: &RedisBroker, jobs: &flume::Receiver<Job>) {
+    while let Ok(job) = jobs.try_recv() {
+        fallback(job);
+        broker.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn fallback(job: Job) {
+    match job {
+        Job::Group {
+            group,
+            local: Some((hub, scope, d)),
+            ..
+        } => {
+            deliver_local(&hub, &Target::Group(group), &scope, &d);
+        }
+        Job::Sync(_) | Job::Presence(_) => {}
+        _ => metrics::global().cluster_drop("redis_down"),
+    }
+}
+
+async fn heartbeat(broker: &Arc<RedisBroker>, conn: &mut Conn) {
+    let was_ready = broker.ready.load(Ordering::Relaxed);
+    if !was_ready {
+        // A new incarnation: whatever this node wrote before the outage stops counting.
+        broker.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+    let now = now_ms();
+    let ttl = broker.settings.presence_ttl.as_millis() as u64;
+    let started = std::time::Instant::now();
+    let result: redis::RedisResult<Vec<String>> = redis::pipe()
+        .zadd(keys::nodes(), broker.presence_name(), now)
+        .ignore()
+        .zrembyscore(keys::nodes(), 0, now.saturating_sub(ttl * 10))
+        .ignore()
+        .zrangebyscore(keys::nodes(), now.saturating_sub(ttl), "+inf")
+        .query_async(conn)
+        .await
+        .map(|(v,): (Vec<String>,)| v);
+    match result {
+        Ok(alive) => {
+            metrics::global().redis_round_trip(started.elapsed());
+            *broker.alive.write() = alive.into_iter().collect();
+            if !was_ready {
+                if resync(broker, conn).await.is_err() {
+                    return;
+                }
+                broker.ready.store(true, Ordering::Relaxed);
+                metrics::global().redis_up.set(1);
+                metrics::global().redis_recoveries.inc();
+                info!(node = %broker.presence_name(), "Redis reachable; cluster mode on");
+            }
+        }
+        Err(e) => {
+            metrics::global().redis_errors.inc();
+            if was_ready {
+                warn!(error = %e, "lost Redis; serving local connections only");
+                broker.ready.store(false, Ordering::Relaxed);
+                metrics::global().redis_up.set(0);
+                for i in broker.interest.lock().values_mut() {
+                    i.subscribed = false;
+                }
+            }
+        }
+    }
+}
+
+/// Subscribes to every wanted channel and rewrites this node's presence.
+async fn resync(broker: &Arc<RedisBroker>, conn: &mut Conn) -> redis::RedisResult<()> {
+    let channels: Vec<String> = broker
+        .interest
+        .lock()
+        .iter()
+        .filter(|(_, i)| i.wanted)
+        .map(|(c, _)| c.clone())
+        .collect();
+    for ch in channels {
+        conn.subscribe(&ch).await?;
+        if let Some(i) = broker.interest.lock().get_mut(&ch) {
+            i.subscribed = true;
+        }
+    }
+    broker.subscribed.send_modify(|g| *g += 1);
+    let Some(app) = broker.app() else {
+        return Ok(());
+    };
+    for hub in app.router.hubs() {
+        for c in hub.all_connections() {
+            let mut cmds = broker.connection_presence(&c);
+            for g in c.groups.lock().iter() {
+                cmds.push(broker.member_presence(&hub.name, &c, g));
+            }
+            for cmd in cmds {
+                let _: () = cmd.query_async(conn).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_job(broker: &Arc<RedisBroker>, conn: &mut Conn, job: Job) {
+    let publish = conn.publish_command();
+    let result: redis::RedisResult<()> = match &job {
+        Job::Group {
+            hub, group, bytes, ..
+        } => redis::Script::new(GROUP_PUBLISH)
+            .key(keys::history(hub, group))
+            .arg(broker.settings.history_len)
+            .arg(bytes.as_slice())
+            .arg(broker.settings.history_ttl.as_millis() as u64)
+            .arg(publish)
+            .arg(keys::group_channel(hub, group))
+            .invoke_async::<String>(conn)
+            .await
+            .map(|_| ()),
+        Job::Channel { channel, bytes } => publish_to(conn, channel, bytes).await,
+        Job::ToOwner {
+            hub,
+            conn: id,
+            bytes,
+        } => {
+            let owner: redis::RedisResult<Option<String>> =
+                conn.hget(keys::connections(hub), id).await;
+            let channel = match owner {
+                Ok(Some(v)) => {
+                    let node = v.split(['#', '\n']).next().unwrap_or_default();
+                    keys::node_channel(node)
+                }
+                _ => keys::broadcast_channel(),
+            };
+            publish_to(conn, &channel, bytes).await
+        }
+        Job::Sync(channel) => sync(broker, conn, channel).await,
+        Job::SessionJoined {
+            hub,
+            conn: id,
+            group,
+        } => {
+            use crate::cluster::SessionStore;
+            broker.joined(hub, id, group).await;
+            Ok(())
+        }
+        Job::SessionLeft { conn: id, group } => {
+            use crate::cluster::SessionStore;
+            broker.left(id, group).await;
+            Ok(())
+        }
+        Job::Presence(cmds) => {
+            let mut r = Ok(());
+            for cmd in cmds {
+                if let Err(e) = cmd.query_async::<()>(conn).await {
+                    r = Err(e);
+                    break;
+                }
+            }
+            r
+        }
+    };
+    if let Err(e) = result {
+        metrics::global().redis_errors.inc();
+        warn!(error = %e, "Redis operation failed");
+        fallback(job);
+    }
+}
+
+async fn publish_to(conn: &mut Conn, channel: &str, bytes: &[u8]) -> redis::RedisResult<()> {
+    let mut msg = Vec::with_capacity(bytes.len() + 2);
+    msg.extend_from_slice(b"- ");
+    msg.extend_from_slice(bytes);
+    redis::cmd(conn.publish_command())
+        .arg(channel)
+        .arg(msg)
+        .query_async::<i64>(conn)
+        .await
+        .map(|_| ())
+}
+
+async fn sync(broker: &RedisBroker, conn: &mut Conn, channel: &str) -> redis::RedisResult<()> {
+    let (wanted, subscribed) = match broker.interest.lock().get(channel) {
+        Some(i) => (i.wanted, i.subscribed),
+        None => return Ok(()),
+    };
+    if wanted && !subscribed {
+        conn.subscribe(channel).await?;
+    } else if !wanted && subscribed {
+        conn.unsubscribe(channel).await?;
+    }
+    {
+        let mut i = broker.interest.lock();
+        if let Some(e) = i.get_mut(channel) {
+            e.subscribed = wanted;
+            if !e.wanted {
+                i.remove(channel);
+            }
+        }
+    }
+    broker.subscribed.send_modify(|g| *g += 1);
+    Ok(())
+}
+
+/// Delivers what other nodes publish.
+async fn receive(
+    broker: Arc<RedisBroker>,
+    mut pushes: tokio::sync::mpsc::Receiver<redis::PushInfo>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let push = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = pushes.recv() => match p { Some(p) => p, None => return },
+        };
+        let Some((_, message)) = message_of(push) else {
+            continue;
+        };
+        let Some(sp) = message.iter().position(|b| *b == b' ') else {
+            continue;
+        };
+        let id = parse_id(&message[..sp]);
+        let env = match Envelope::decode(&message[sp + 1..]) {
+            Ok(e) => e,
+            Err(e) => {
+                metrics::global().cluster_drop("bad_envelope");
+                warn!(error = %e, "unreadable message from another node");
+                continue;
+            }
+        };
+        let Some(app) = broker.app() else { continue };
+        let mine = env.origin == broker.settings.node_id;
+        match env.body {
+            Body::Message(m) => {
+                let is_group = matches!(m.target, Target::Group(_));
+                if mine && !is_group {
+                    continue;
+                }
+                let Some(hub) = app.router.hub(&env.hub) else {
+                    continue;
+                };
+                let position = match (&m.target, id) {
+                    (Target::Group(g), Some(id)) => Some(Position {
+                        group: Arc::from(g.as_str()),
+                        id,
+                    }),
+                    _ => None,
+                };
+                metrics::global().cluster_messages_in.inc();
+                let d = Delivery::from_parts(m.frame, m.payload, position);
+                deliver_local(&hub, &m.target, &m.scope, &d);
+            }
+            Body::Command(cmd) if !mine => commands::apply(&app, &env.hub, &cmd),
+            Body::Command(_) => {}
+        }
+    }
+}
+
+/// Parses a stream entry id `ms-seq`.
+pub(crate) fn parse_id(b: &[u8]) -> Option<(u64, u64)> {
+    let s = std::str::from_utf8(b).ok()?;
+    let (ms, seq) = s.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_id;
+
+    #[test]
+    fn stream_ids_parse_and_order() {
+        assert_eq!(parse_id(b"1700000000000-3"), Some((1_700_000_000_000, 3)));
+        assert!(parse_id(b"17-2") < parse_id(b"17-10"));
+        assert_eq!(parse_id(b"-"), None);
+        assert_eq!(parse_id(b"12"), None);
+        assert_eq!(parse_id(&[0xff, b'-', b'1']), None);
+    }
+}

@@ -1,0 +1,27 @@
+//! Nerve hub: a real-time WebSocket pub/sub hub, wire-compatible with Azure Web PubSub.
+//!
+//! The data flow: [`transport`] accepts a WebSocket (token, subprotocol, reconnection), a
+//! [`session`] runs per connection, the [`router`] holds every hub's connections, users and
+//! groups and fans messages out into per-connection outboxes. [`protocol`] is the pure wire
+//! format; [`server`] wires the HTTP routes together.
+
+pub mod a2a;
+pub mod auth;
+pub mod bridge;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod limits;
+pub mod metrics;
+pub mod protocol;
+pub mod rest;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod tls;
+pub mod transport;
+pub mod upstream;
+
+pub use config::Config;
+pub use server::{AppState, serve};

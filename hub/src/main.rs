@@ -1,0 +1,127 @@
+//! The `nerve` binary: parse the configuration, print how to connect, serve until a signal.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use nerve_hub::config::{Cli, Command, Config, ConfigAction};
+use nerve_hub::{AppState, serve};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Config {
+        action: ConfigAction::Check { file },
+    }) = &cli.command
+    {
+        return check_config(file);
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nerve: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let cli = Cli::parse_from(["nerve", "--config", &file.display().to_string()]);
+    match Config::resolve(&cli) {
+        Ok(c) => {
+            println!("{}: OK", file.display());
+            println!("listen = {}", c.listen);
+            println!("access keys = {}", c.access_keys.len());
+            println!("limits = {:?}", c.limits);
+            for (name, hub) in &c.hubs {
+                println!("hub {name} = {hub:?}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::resolve(&cli)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_new(&config.log_level)
+                .with_context(|| format!("invalid --log-level '{}'", config.log_level))?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listen on {}", config.listen))?;
+        let bound = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let state = AppState::new(config, shutdown.clone());
+        print_banner(&state, bound);
+        tokio::spawn(wait_for_signal(shutdown));
+        serve(state, listener).await.context("serve")
+    })
+}
+
+fn print_banner(state: &AppState, bound: std::net::SocketAddr) {
+    let endpoint = state.config.endpoint(bound);
+    let key = state.keys.primary();
+    let hub = "chat";
+    let ws_endpoint = endpoint
+        .replacen("http://", "ws://", 1)
+        .replacen("https://", "wss://", 1);
+    let aud = format!("{endpoint}/client/hubs/{hub}");
+    let roles = [
+        "webpubsub.joinLeaveGroup".to_string(),
+        "webpubsub.sendToGroup".to_string(),
+    ];
+    let token = state
+        .keys
+        .client_token(&aud, Some("demo"), &roles, &[], 3600);
+    println!("Nerve is listening on {bound}");
+    println!();
+    println!("Connection string (for the Azure Web PubSub server SDKs):");
+    println!("Endpoint={endpoint};AccessKey={key};Version=1.0;");
+    if state.config.generated_key {
+        println!("(a random access key was generated; pass --access-key to fix one)");
+    }
+    println!();
+    println!("Client URL for hub '{hub}', user 'demo', valid for one hour:");
+    println!("{ws_endpoint}/client/hubs/{hub}?access_token={token}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,399 @@
+//! What a session does with each frame a client sends.
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tracing::debug;
+
+use super::{CLOSE_INVALID_PAYLOAD, CLOSE_UNSUPPORTED_DATA, End, Session, SimpleMode};
+use crate::metrics;
+use crate::protocol::server_frame::{self, ErrorName, From};
+use crate::protocol::{ClientFrame, Payload, Subprotocol, parse_client_frame};
+use crate::router::{CLOSE_NO_RECOVERY, Delivery};
+use crate::upstream::{EventKind, Job, Notice, PipeReply};
+
+/// The answer to a request that carries an `ackId`.
+type AckResult = Result<(), (ErrorName, String)>;
+
+impl Session {
+    /// Handles a text frame.
+    pub(super) async fn on_text(&mut self, socket: &mut WebSocket, text: Utf8Bytes) -> Option<End> {
+        metrics::global().message_in("ws", text.len());
+        if self.conn.protocol == Subprotocol::Simple {
+            return self.on_simple(socket, Payload::text(text.as_str())).await;
+        }
+        let frame = match parse_client_frame(text.as_str()) {
+            Ok(f) => f,
+            Err(e) => {
+                metrics::global().protocol_error("bad_frame");
+                return match e.ack_id {
+                    Some(id) => {
+                        self.reply_ack(socket, id, Err((ErrorName::BadRequest, e.reason)))
+                            .await
+                    }
+                    None => {
+                        let reason = format!("Invalid frame: {}", e.reason);
+                        self.close(socket, &reason, CLOSE_INVALID_PAYLOAD).await;
+                        Some(End::Finished)
+                    }
+                };
+            }
+        };
+        self.on_frame(socket, frame).await
+    }
+
+    /// Handles a binary frame.
+    pub(super) async fn on_binary(&mut self, socket: &mut WebSocket, bytes: Bytes) -> Option<End> {
+        metrics::global().message_in("ws", bytes.len());
+        if self.conn.protocol == Subprotocol::Simple {
+            return self.on_simple(socket, Payload::binary(bytes)).await;
+        }
+        metrics::global().protocol_error("binary_on_json");
+        self.close(
+            socket,
+            "Binary frames are not part of the JSON protocol; send JSON text frames",
+            CLOSE_UNSUPPORTED_DATA,
+        )
+        .await;
+        Some(End::Finished)
+    }
+
+    async fn on_frame(&mut self, socket: &mut WebSocket, frame: ClientFrame) -> Option<End> {
+        match frame {
+            ClientFrame::JoinGroup { group, ack_id } => {
+                let r = self.dedupe_then(ack_id, |s| s.join(&group));
+                if r.is_ok() {
+                    // Acknowledge once the group's messages from other nodes reach this one,
+                    // and a resumed session would be in the group too.
+                    let app = self.app.clone();
+                    app.broker.group_ready(&self.hub.name, &group).await;
+                    if self.shared.is_some()
+                        && let Some(store) = app.broker.sessions()
+                    {
+                        store.joined(&self.hub.name, &self.conn.id, &group).await;
+                    }
+                }
+                self.maybe_ack(socket, ack_id, r).await
+            }
+            ClientFrame::LeaveGroup { group, ack_id } => {
+                let r = self.dedupe_then(ack_id, |s| s.leave(&group));
+                self.maybe_ack(socket, ack_id, r).await
+            }
+            ClientFrame::SendToGroup {
+                group,
+                ack_id,
+                no_echo,
+                payload,
+            } => {
+                let r = self.dedupe_then(ack_id, |s| s.send_to_group(&group, no_echo, payload));
+                self.maybe_ack(socket, ack_id, r).await
+            }
+            ClientFrame::Event {
+                event,
+                ack_id,
+                payload,
+            } if self.has_handler(&event) => {
+                if let Some(id) = ack_id
+                    && !self.dedupe.first_time(id)
+                {
+                    let dup = (ErrorName::Duplicate, format!("ackId {id} was already used"));
+                    return self.reply_ack(socket, id, Err(dup)).await;
+                }
+                let job = Job::Event {
+                    event,
+                    ack_id,
+                    payload,
+                };
+                self.send_upstream(socket, job).await
+            }
+            ClientFrame::Invoke {
+                invocation_id,
+                event,
+                payload,
+            } if self.has_handler(&event) => {
+                let job = Job::Invoke {
+                    invocation_id,
+                    event,
+                    payload,
+                };
+                self.send_upstream(socket, job).await
+            }
+            ClientFrame::Event { event, ack_id, .. } => {
+                let r = self.dedupe_then(ack_id, |s| Err(s.no_handler(&event)));
+                if ack_id.is_none() {
+                    metrics::global().protocol_error("event_without_handler");
+                    debug!(%event, "user event dropped: no handler and no ackId to report it");
+                }
+                self.maybe_ack(socket, ack_id, r).await
+            }
+            ClientFrame::Invoke {
+                invocation_id,
+                event,
+                ..
+            } => {
+                let (name, msg) = self.no_handler(&event);
+                let frame = server_frame::invoke_err(&invocation_id, name, &msg);
+                self.send_text(socket, frame).await
+            }
+            ClientFrame::CancelInvocation { .. } => None,
+            ClientFrame::SequenceAck { sequence_id } => {
+                let acked = self.reliable.as_mut().map_or(0, |r| r.ack(sequence_id));
+                let app = self.app.clone();
+                if acked > 0
+                    && self.shared.is_some()
+                    && let Some(store) = app.broker.sessions()
+                {
+                    self.persist().await;
+                    store.trim(&self.conn.id, acked).await;
+                }
+                None
+            }
+            ClientFrame::Ping => {
+                self.send_text(socket, server_frame::pong().to_string())
+                    .await
+            }
+            ClientFrame::Unsupported {
+                kind,
+                ack_id,
+                stream_id,
+            } => {
+                metrics::global().protocol_error("unsupported_frame");
+                let reason = format!("'{kind}' is not supported by this hub");
+                if let Some(id) = ack_id {
+                    return self
+                        .reply_ack(socket, id, Err((ErrorName::BadRequest, reason)))
+                        .await;
+                }
+                match stream_id {
+                    Some(sid) => {
+                        let frame = server_frame::stream_closed(&sid, "BadRequest", &reason);
+                        self.send_text(socket, frame).await
+                    }
+                    None => None,
+                }
+            }
+        }
+    }
+
+    /// Runs `act` unless `ack_id` was seen before on this connection.
+    fn dedupe_then(
+        &mut self,
+        ack_id: Option<u64>,
+        act: impl FnOnce(&mut Self) -> AckResult,
+    ) -> AckResult {
+        if let Some(id) = ack_id
+            && !self.dedupe.first_time(id)
+        {
+            return Err((ErrorName::Duplicate, format!("ackId {id} was already used")));
+        }
+        act(self)
+    }
+
+    fn join(&mut self, group: &str) -> AckResult {
+        crate::limits::check_group_count(&self.conn, group, &self.app.config.limits)?;
+        if !self.conn.roles.lock().can_join_leave(group) {
+            return Err(forbidden("join or leave", group));
+        }
+        if self.hub.join(&self.conn, group) {
+            metrics::global().joins.inc();
+            self.notify_group(Notice::Joined {
+                group: group.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, group: &str) -> AckResult {
+        if !self.conn.roles.lock().can_join_leave(group) {
+            return Err(forbidden("join or leave", group));
+        }
+        if self.hub.leave(&self.conn, group) {
+            metrics::global().leaves.inc();
+            self.notify_group(Notice::Left {
+                group: group.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn send_to_group(&mut self, group: &str, no_echo: bool, payload: Payload) -> AckResult {
+        if !self.conn.roles.lock().can_send(group) {
+            return Err(forbidden("send to", group));
+        }
+        let d = Delivery::new(
+            From::Group {
+                group,
+                from_user_id: self.conn.user_id.as_deref(),
+            },
+            payload,
+        );
+        let scope = if no_echo {
+            crate::cluster::Scope::without(&self.conn.id)
+        } else {
+            crate::cluster::Scope::default()
+        };
+        let target = crate::cluster::Target::Group(group.to_string());
+        self.app
+            .broker
+            .publish(&self.hub.name, Some(&self.hub), target, scope, d);
+        Ok(())
+    }
+
+    fn no_handler(&self, event: &str) -> (ErrorName, String) {
+        (
+            ErrorName::NotFound,
+            format!(
+                "No event handler is configured for event '{event}' in hub '{}'",
+                self.hub.name
+            ),
+        )
+    }
+
+    async fn maybe_ack(
+        &mut self,
+        socket: &mut WebSocket,
+        ack_id: Option<u64>,
+        r: AckResult,
+    ) -> Option<End> {
+        match ack_id {
+            Some(id) => self.reply_ack(socket, id, r).await,
+            None => None,
+        }
+    }
+
+    async fn reply_ack(&mut self, socket: &mut WebSocket, id: u64, r: AckResult) -> Option<End> {
+        let frame = match r {
+            Ok(()) => {
+                metrics::global().ack("ok");
+                server_frame::ack_ok(id)
+            }
+            Err((name, msg)) => {
+                metrics::global().ack(error_label(name));
+                server_frame::ack_err(id, name, &msg)
+            }
+        };
+        self.send_text(socket, frame).await
+    }
+
+    async fn send_text(&mut self, socket: &mut WebSocket, frame: String) -> Option<End> {
+        match socket.send(Message::Text(frame.into())).await {
+            Ok(()) => None,
+            Err(_) => Some(End::Dropped),
+        }
+    }
+
+    /// A frame from a simple WebSocket client.
+    async fn on_simple(&mut self, socket: &mut WebSocket, payload: Payload) -> Option<End> {
+        match self.simple_mode.clone() {
+            SimpleMode::SendToGroup(group) => match self.send_to_group(&group, false, payload) {
+                Ok(()) => None,
+                Err((_, msg)) => {
+                    self.close(socket, &format!("Forbidden: {msg}"), CLOSE_NO_RECOVERY)
+                        .await;
+                    Some(End::Finished)
+                }
+            },
+            SimpleMode::SendEvent if self.has_handler("message") => {
+                self.send_upstream(socket, Job::Message(payload)).await
+            }
+            SimpleMode::SendEvent => {
+                let (_, msg) = self.no_handler("message");
+                metrics::global().protocol_error("event_without_handler");
+                self.close(socket, &msg, CLOSE_NO_RECOVERY).await;
+                Some(End::Finished)
+            }
+        }
+    }
+}
+
+impl Session {
+    fn has_handler(&self, event: &str) -> bool {
+        self.app
+            .upstream
+            .handles(&self.hub.name, EventKind::User(event))
+    }
+
+    fn notify_group(&self, notice: Notice) {
+        let up = &self.app.upstream;
+        up.notify(up.context(&self.conn), notice);
+    }
+
+    /// Hands a user event to this connection's upstream lane without waiting for the call.
+    async fn send_upstream(&mut self, socket: &mut WebSocket, job: Job) -> Option<End> {
+        let up = self.app.upstream.clone();
+        let Err(job) = self.events.submit(&up, up.context(&self.conn), job) else {
+            return None;
+        };
+        metrics::global().protocol_error("upstream_lane_full");
+        let msg = "Too many events are waiting for the event handler on this connection";
+        match job {
+            Job::Event {
+                ack_id: Some(id), ..
+            } => {
+                let err = (ErrorName::InternalServerError, msg.to_string());
+                self.reply_ack(socket, id, Err(err)).await
+            }
+            Job::Event { .. } => None,
+            Job::Invoke { invocation_id, .. } => {
+                let frame =
+                    server_frame::invoke_err(&invocation_id, ErrorName::InternalServerError, msg);
+                self.send_text(socket, frame).await
+            }
+            Job::Message(_) => {
+                self.close(socket, msg, CLOSE_NO_RECOVERY).await;
+                Some(End::Finished)
+            }
+        }
+    }
+
+    /// Writes the replies to one upstream event, flushing once.
+    pub(super) async fn on_upstream_reply(
+        &mut self,
+        socket: &mut WebSocket,
+        replies: Vec<PipeReply>,
+    ) -> Option<End> {
+        for reply in replies {
+            let msg = match reply {
+                PipeReply::Frame(frame) => Message::Text(frame.into()),
+                PipeReply::Deliver(d) => {
+                    let Ok(msg) = self.frame_for(&d) else {
+                        let reason = "Reliable buffer full: 1000 unacknowledged messages or 16 MB";
+                        self.close(socket, reason, CLOSE_NO_RECOVERY).await;
+                        return Some(End::Finished);
+                    };
+                    metrics::global().messages_out.inc();
+                    msg
+                }
+                PipeReply::Close(reason) => {
+                    self.close(socket, &reason, CLOSE_NO_RECOVERY).await;
+                    return Some(End::Finished);
+                }
+            };
+            if socket.feed(msg).await.is_err() {
+                return Some(End::Dropped);
+            }
+        }
+        match socket.flush().await {
+            Ok(()) => None,
+            Err(_) => Some(End::Dropped),
+        }
+    }
+}
+
+fn forbidden(what: &str, group: &str) -> (ErrorName, String) {
+    (
+        ErrorName::Forbidden,
+        format!("The connection has no permission to {what} group '{group}'"),
+    )
+}
+
+fn error_label(name: ErrorName) -> &'static str {
+    match name {
+        ErrorName::Forbidden => "Forbidden",
+        ErrorName::Duplicate => "Duplicate",
+        ErrorName::BadRequest => "BadRequest",
+        ErrorName::NotFound => "NotFound",
+        ErrorName::Timeout => "Timeout",
+        ErrorName::InternalServerError => "InternalServerError",
+    }
+}

@@ -1,0 +1,455 @@
+//! One task per connection: read frames, act on them, write the outbox, keep the connection
+//! alive, and for reliable clients survive a dropped socket until the client comes back.
+
+mod dedupe;
+mod frames;
+mod reliable;
+mod shared;
+
+pub use dedupe::AckDedupe;
+pub use reliable::{BufferFull, ReliableBuffer};
+pub(crate) use shared::Shared;
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use tokio::time::{Instant, sleep_until};
+use tracing::{Instrument, debug, info_span};
+
+use crate::metrics;
+use crate::protocol::{Subprotocol, server_frame};
+use crate::router::{CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, Control, Delivery, Hub};
+use crate::server::AppState;
+
+/// How a simple (no subprotocol) client's frames are handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimpleMode {
+    /// Each frame is the `message` user event (needs an upstream handler).
+    SendEvent,
+    /// Each frame is published to this group.
+    SendToGroup(String),
+}
+
+/// Most messages written per flush, so one busy connection yields to others.
+const WRITE_BATCH: usize = 64;
+/// Close code: the server is going away (clients reconnect).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code: a frame of the wrong type (binary on a JSON protocol).
+pub const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
+/// Close code: a frame that could not be understood.
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+/// Close code: a message over the size limit.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Why the attached loop stopped.
+pub(crate) enum End {
+    /// The session is over.
+    Finished,
+    /// The socket dropped without a close; a reliable session may wait for its client.
+    Dropped,
+    /// A reconnecting client brought a new socket.
+    Reattached(Box<WebSocket>),
+}
+
+/// The state of one connection's session.
+pub struct Session {
+    pub(crate) app: Arc<AppState>,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) conn: Arc<Connection>,
+    rx: ConnectionReceivers,
+    pub(crate) reliable: Option<ReliableBuffer>,
+    pub(crate) dedupe: AckDedupe,
+    pub(crate) simple_mode: SimpleMode,
+    /// The lane to the upstream for blocking user events.
+    pub(crate) events: crate::upstream::EventPipe,
+    /// The reason the client was given when the session closed it (for `disconnected`).
+    close_reason: std::sync::OnceLock<String>,
+    /// Cluster state of a reliable session; `None` on a single node.
+    pub(crate) shared: Option<Shared>,
+    /// Whether the session continues one served before (another node's, or this one's).
+    pub(crate) resumed: bool,
+    /// The client's message and byte rate limits.
+    pub(crate) rate: crate::limits::ConnectionRate,
+}
+
+impl Session {
+    /// Creates the session of a registered connection.
+    pub fn new(
+        app: Arc<AppState>,
+        hub: Arc<Hub>,
+        conn: Arc<Connection>,
+        rx: ConnectionReceivers,
+        simple_mode: SimpleMode,
+    ) -> Self {
+        let limits = &app.config.limits;
+        let reliable = conn
+            .protocol
+            .is_reliable()
+            .then(|| ReliableBuffer::new(limits.outbox_messages, limits.outbox_bytes));
+        let dedupe = AckDedupe::new(limits.ack_dedupe_window);
+        let rate = crate::limits::ConnectionRate::new(limits);
+        Session {
+            app,
+            hub,
+            conn,
+            rx,
+            reliable,
+            dedupe,
+            simple_mode,
+            events: crate::upstream::EventPipe::new(),
+            close_reason: std::sync::OnceLock::new(),
+            shared: None,
+            resumed: false,
+            rate,
+        }
+    }
+
+    /// Runs the session until it ends, then removes the connection from the hub.
+    pub async fn run(mut self, socket: WebSocket) {
+        let span = info_span!("conn", id = %self.conn.id, hub = %self.hub.name, user = self.conn.user_id.as_deref().unwrap_or(""));
+        async move {
+            let mut socket = socket;
+            let mut resumed = self.resumed;
+            self.share().await;
+            loop {
+                if self.greet(&mut socket, resumed).await.is_err() {
+                    if !self.wait_if_reliable(&mut socket).await {
+                        break;
+                    }
+                    resumed = true;
+                    continue;
+                }
+                match self.attached(&mut socket).await {
+                    End::Finished => break,
+                    End::Reattached(new) => {
+                        socket = *new;
+                    }
+                    End::Dropped => {
+                        if !self.wait_if_reliable(&mut socket).await {
+                            break;
+                        }
+                    }
+                }
+                resumed = true;
+                metrics::global().reconnections.inc();
+            }
+            self.finish().await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// For a reliable session, waits for the client to come back; returns false when the
+    /// session is over.
+    async fn wait_if_reliable(&mut self, socket: &mut WebSocket) -> bool {
+        if self.reliable.is_none() {
+            return false;
+        }
+        match self.detached().await {
+            Some(new) => {
+                *socket = *new;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends `connected` (JSON protocols) and, after a reconnection, every unacked message.
+    async fn greet(&mut self, socket: &mut WebSocket, resumed: bool) -> Result<(), axum::Error> {
+        if self.conn.protocol == Subprotocol::Simple {
+            return Ok(());
+        }
+        let connected = server_frame::connected(
+            &self.conn.id,
+            self.conn.user_id.as_deref(),
+            self.conn.reconnection_token.as_deref(),
+        );
+        socket.feed(Message::Text(connected.into())).await?;
+        if resumed && let Some(r) = &self.reliable {
+            for frame in r.unacked() {
+                socket.feed(Message::Text(frame.clone())).await?;
+            }
+        }
+        socket.flush().await
+    }
+
+    /// The main loop while a socket is attached.
+    async fn attached(&mut self, socket: &mut WebSocket) -> End {
+        let keepalive = self.app.config.limits.keepalive();
+        let mut last_heard = Instant::now();
+        let mut next_ping = Instant::now() + keepalive;
+        let shutdown = self.app.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    // Hand the session to the cluster before the client can reconnect elsewhere.
+                    self.release().await;
+                    self.close(socket, "The hub is shutting down; reconnect", CLOSE_GOING_AWAY).await;
+                    return End::Finished;
+                }
+                ctl = self.rx.control.recv_async() => match ctl {
+                    Ok(Control::Close { reason, code }) => {
+                        self.close(socket, &reason, code).await;
+                        return End::Finished;
+                    }
+                    Ok(Control::Reattach(new)) => return End::Reattached(new),
+                    Err(_) => return End::Finished,
+                },
+                msg = socket.recv() => {
+                    last_heard = Instant::now();
+                    if let Some(end) = self.enforce_rate(socket, &msg).await {
+                        return end;
+                    }
+                    match msg {
+                        None => return End::Dropped,
+                        Some(Err(e)) => return self.on_read_error(socket, e).await,
+                        Some(Ok(Message::Close(_))) => return End::Finished,
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(end) = self.on_text(socket, text).await {
+                                return end;
+                            }
+                        }
+                        Some(Ok(Message::Binary(bytes))) => {
+                            if let Some(end) = self.on_binary(socket, bytes).await {
+                                return end;
+                            }
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    }
+                }
+                d = self.rx.outbox.recv_async() => {
+                    let Ok(d) = d else { return End::Finished };
+                    if let Some(end) = self.write_batch(socket, d).await {
+                        return end;
+                    }
+                }
+                r = self.events.next() => {
+                    if let Some(end) = self.on_upstream_reply(socket, r).await {
+                        return end;
+                    }
+                }
+                _ = sleep_until(next_ping) => {
+                    if last_heard.elapsed() > keepalive * 3 {
+                        debug!("closing idle connection");
+                        self.close(socket, "Idle timeout: nothing received from the client", CLOSE_GOING_AWAY).await;
+                        return End::Dropped;
+                    }
+                    next_ping = Instant::now() + keepalive;
+                    if socket.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                        return End::Dropped;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is queued, then flushes once. A control request (a
+    /// slow-consumer kick, a reattach) or shutdown interrupts a write that cannot progress, and
+    /// a write stuck for three keep-alive intervals counts as a dropped socket.
+    async fn write_batch(&mut self, socket: &mut WebSocket, first: Arc<Delivery>) -> Option<End> {
+        let mut next = Some(first);
+        let mut written = 0;
+        let stuck_after = self.app.config.limits.keepalive() * 3;
+        let mut batch = Vec::new();
+        while let Some(d) = next.take() {
+            self.conn.dequeued(&d);
+            written += 1;
+            if written < WRITE_BATCH {
+                next = self.rx.outbox.try_recv().ok();
+            }
+            if self.already_seen(&d) {
+                continue;
+            }
+            let msg = match self.frame_for(&d) {
+                Ok(m) => m,
+                Err(BufferFull) => {
+                    self.close(
+                        socket,
+                        "Reliable buffer full: 1000 unacknowledged messages or 16 MB",
+                        CLOSE_NO_RECOVERY,
+                    )
+                    .await;
+                    return Some(End::Finished);
+                }
+            };
+            let m = metrics::global();
+            m.messages_out.inc();
+            m.bytes_out.inc_by(d.size() as u64);
+            batch.push(msg);
+        }
+        self.persist().await;
+        // One deadline and one flush for the whole batch: with the socket's write buffer the
+        // frames leave in as few writes as possible.
+        let write = async move {
+            for msg in batch {
+                socket.feed(msg).await?;
+            }
+            socket.flush().await
+        };
+        self.interruptible(stuck_after, write).await.err()
+    }
+
+    /// Runs a socket write unless a control request, shutdown or the stuck timeout comes first.
+    async fn interruptible(
+        &self,
+        stuck_after: std::time::Duration,
+        write: impl std::future::Future<Output = Result<(), axum::Error>>,
+    ) -> Result<(), End> {
+        tokio::select! {
+            r = tokio::time::timeout(stuck_after, write) => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) | Err(_) => Err(End::Dropped),
+            },
+            ctl = self.rx.control.recv_async() => Err(match ctl {
+                Ok(Control::Reattach(ws)) => End::Reattached(ws),
+                _ => End::Finished,
+            }),
+            _ = self.app.shutdown.cancelled() => Err(End::Finished),
+        }
+    }
+
+    /// The frame this connection gets for a delivery.
+    fn frame_for(&mut self, d: &Delivery) -> Result<Message, BufferFull> {
+        Ok(match self.conn.protocol {
+            Subprotocol::Json => Message::Text(d.json_frame.clone()),
+            Subprotocol::JsonReliable => match &mut self.reliable {
+                Some(r) => {
+                    let frame = r.stamp(d.json_frame.as_str())?;
+                    if let Some(s) = &mut self.shared {
+                        s.stamped(r.last_id(), &frame, d, &self.conn);
+                    }
+                    Message::Text(frame)
+                }
+                None => Message::Text(d.json_frame.clone()),
+            },
+            Subprotocol::Simple => match &d.raw_text {
+                Some(t) => Message::Text(t.clone()),
+                None => Message::Binary(d.payload.raw.clone()),
+            },
+        })
+    }
+
+    /// While a reliable client is away: keep numbering and buffering its messages, and wait
+    /// for it to come back within the reconnect window.
+    async fn detached(&mut self) -> Option<Box<WebSocket>> {
+        let deadline = Instant::now() + self.app.config.limits.reconnect_window();
+        let shutdown = self.app.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return None,
+                _ = sleep_until(deadline) => return None,
+                ctl = self.rx.control.recv_async() => match ctl {
+                    Ok(Control::Reattach(ws)) => return Some(ws),
+                    _ => return None,
+                },
+                d = self.rx.outbox.recv_async() => {
+                    let d = d.ok()?;
+                    self.conn.dequeued(&d);
+                    if !self.already_seen(&d) && self.frame_for(&d).is_err() {
+                        return None;
+                    }
+                    self.persist().await;
+                }
+            }
+        }
+    }
+
+    /// Sends `disconnected` (JSON protocols) and a close frame.
+    pub(crate) async fn close(&self, socket: &mut WebSocket, reason: &str, code: u16) {
+        let _ = self.close_reason.set(reason.to_string());
+        let disconnected = (self.conn.protocol != Subprotocol::Simple).then_some(reason);
+        say_goodbye(socket, disconnected, code, reason).await;
+    }
+
+    async fn on_read_error(&self, socket: &mut WebSocket, e: axum::Error) -> End {
+        use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+        let inner = e.into_inner();
+        match inner.downcast_ref::<WsError>() {
+            Some(WsError::Capacity(CapacityError::MessageTooLong { max_size, .. })) => {
+                metrics::global().protocol_error("frame_too_big");
+                let reason = format!("Message too big: the limit is {max_size} bytes");
+                self.close(socket, &reason, CLOSE_TOO_BIG).await;
+                End::Finished
+            }
+            Some(WsError::Utf8(_)) => {
+                metrics::global().protocol_error("invalid_utf8");
+                self.close(
+                    socket,
+                    "Invalid UTF-8 in a text frame",
+                    CLOSE_INVALID_PAYLOAD,
+                )
+                .await;
+                End::Finished
+            }
+            Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => End::Dropped,
+            Some(WsError::Protocol(p)) => {
+                metrics::global().protocol_error("websocket_protocol");
+                debug!(error = %p, "websocket protocol error");
+                End::Dropped
+            }
+            _ => End::Dropped,
+        }
+    }
+
+    /// Removes the connection from the hub once the session is over. A reliable session
+    /// stays in the cluster's store when another node takes it over or this node drains.
+    async fn finish(&mut self) {
+        self.conn.close("", CLOSE_NO_RECOVERY);
+        self.hub.remove_connection(&self.conn);
+        let app = self.app.clone();
+        if self.shared.is_some()
+            && let Some(store) = app.broker.sessions()
+        {
+            if self.conn.is_handed_over() || self.app.shutdown.is_cancelled() {
+                self.release().await;
+            } else {
+                store.remove(&self.conn.id).await;
+            }
+        }
+        let reason = self
+            .close_reason
+            .get()
+            .map(String::as_str)
+            .unwrap_or_default();
+        self.app.upstream.disconnected(&self.conn, reason);
+        metrics::global().connections.dec();
+        debug!("connection closed");
+    }
+}
+
+/// Ends a socket as the service does: a `disconnected` system message (JSON protocols), then a
+/// close frame with `code` and `close_reason` (cut to the 123 bytes a close frame allows).
+/// Errors are ignored: the socket is being dropped either way.
+pub(crate) async fn say_goodbye(
+    socket: &mut WebSocket,
+    disconnected: Option<&str>,
+    code: u16,
+    close_reason: &str,
+) {
+    if let Some(message) = disconnected {
+        let _ = socket
+            .feed(Message::Text(server_frame::disconnected(message).into()))
+            .await;
+    }
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(truncate_reason(close_reason)),
+        })))
+        .await;
+}
+
+/// WebSocket close reasons are limited to 123 bytes.
+fn truncate_reason(reason: &str) -> String {
+    if reason.len() <= 123 {
+        return reason.to_string();
+    }
+    let mut end = 123;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
+}
