@@ -141,13 +141,24 @@ impl AccessKeys {
         token: &str,
         audience_ok: impl Fn(&str) -> bool,
     ) -> Result<Claims, AuthError> {
+        self.verify_with_slot(token, audience_ok)
+            .map(|(_, claims)| claims)
+    }
+
+    /// Like [`AccessKeys::verify`], also telling which key (its position, primary first)
+    /// signed the token, so callers can be told apart by key without ever naming the key.
+    pub fn verify_with_slot(
+        &self,
+        token: &str,
+        audience_ok: impl Fn(&str) -> bool,
+    ) -> Result<(usize, Claims), AuthError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = CLOCK_SKEW_SECS;
         validation.validate_aud = false;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp"]);
         let mut last = AuthError::BadSignature;
-        for key in &self.keys {
+        for (slot, key) in self.keys.iter().enumerate() {
             match jsonwebtoken::decode::<Claims>(
                 token,
                 &DecodingKey::from_secret(key.as_bytes()),
@@ -168,7 +179,7 @@ impl AccessKeys {
                         };
                         return Err(AuthError::WrongAudience(shown));
                     }
-                    return Ok(claims);
+                    return Ok((slot, claims));
                 }
                 Err(e) => {
                     last = match e.kind() {

@@ -105,6 +105,9 @@ pub struct Metrics {
     pub bus_redeliveries: Counter,
     /// Agent bus messages moved to a dead-letter queue.
     pub bus_dead_letters: Counter,
+    /// Tasks alive on the hub's async runtime, read at each scrape: connections, sessions and
+    /// background loops; a number that keeps growing under steady load is a leak.
+    pub runtime_tasks: Gauge,
 }
 
 impl Metrics {
@@ -138,6 +141,7 @@ impl Metrics {
             bus_in_flight: Gauge::default(),
             bus_redeliveries: Counter::default(),
             bus_dead_letters: Counter::default(),
+            runtime_tasks: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -264,6 +268,11 @@ impl Metrics {
             "Agent bus messages moved to a dead-letter queue",
             self.bus_dead_letters.clone(),
         );
+        registry.register(
+            "runtime_tasks",
+            "Tasks alive on the hub's async runtime",
+            self.runtime_tasks.clone(),
+        );
     }
 
     /// Counts a refusal by a limit (`limits::LimitKind::label`).
@@ -360,6 +369,11 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = runtime.metrics().num_alive_tasks();
+            self.runtime_tasks
+                .set(i64::try_from(tasks).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -142,16 +142,18 @@ async fn group_limit_answers_a_forbidden_ack() {
 }
 
 #[tokio::test]
-async fn rest_rate_answers_429_with_retry_after() {
+async fn rest_rate_is_per_access_key_and_answers_429_with_retry_after() {
+    // Two active keys (a rotation): each key has its own budget, whoever calls with it.
     let nerve = rest_support::Nerve::start(
-        &["rest-rate-key"],
+        &["rest-rate-key-one", "rest-rate-key-two"],
         "[limits]\nrest_requests_per_sec = 1\nrest_burst = 3\n",
         &[],
     );
-    let rest = nerve.rest(0);
+    let first = nerve.rest(0);
+    let second = nerve.rest(1);
     let mut statuses = Vec::new();
-    for _ in 0..5 {
-        let a = rest
+    for _ in 0..6 {
+        let a = first
             .call(Method::HEAD, "/api/hubs/chat/users/nobody", None)
             .await;
         statuses.push(a.status);
@@ -160,7 +162,7 @@ async fn rest_rate_answers_429_with_retry_after() {
                 a.headers.get("retry-after").map(|v| v.as_bytes()),
                 Some(&b"1"[..])
             );
-            let get = rest
+            let get = first
                 .call(Method::GET, "/api/hubs/chat/groups/g/connections", None)
                 .await;
             assert_eq!(get.status, 429);
@@ -169,8 +171,30 @@ async fn rest_rate_answers_429_with_retry_after() {
         }
     }
     assert!(statuses.contains(&429), "{statuses:?}");
+    // The other key, from the same address, still has its whole budget.
+    for _ in 0..2 {
+        let a = second
+            .call(Method::HEAD, "/api/hubs/chat/users/nobody", None)
+            .await;
+        assert_eq!(a.status, 404, "{}", a.body);
+    }
+    // Calls that fail authentication are limited per address: 401 until the budget is spent,
+    // then 429, and neither key's budget pays for them.
+    let url = format!("http://127.0.0.1:{}/api/hubs/chat/users/nobody", nerve.port);
+    let mut refused = Vec::new();
+    for _ in 0..6 {
+        let a = second
+            .call_with_token(Method::HEAD, &url, None, Some("not-a-token"))
+            .await;
+        refused.push(a.status);
+        if a.status == 429 {
+            break;
+        }
+    }
+    assert_eq!(refused[0], 401, "{refused:?}");
+    assert_eq!(refused.last(), Some(&429), "{refused:?}");
     let scrape = common::http_get(nerve.port, "/metrics").await;
-    assert!(violations(&scrape, "rest_rate") >= 2.0, "{scrape}");
+    assert!(violations(&scrape, "rest_rate") >= 3.0, "{scrape}");
     assert!(
         scrape.contains("nerve_rest_request_duration_seconds_count{route=\"userExists\"}"),
         "{scrape}"

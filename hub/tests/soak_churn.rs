@@ -86,6 +86,8 @@ async fn churn_through_a_redis_restart_leaves_nothing_behind() {
 /// subscriber stays connected) and waits for the hub to be ready again.
 async fn soak(hub: HubProcess, secs: u64, mut redis: Option<RedisServer>) {
     let pid = pid_of_listener(hub.port);
+    let tasks_before = metric(&hub.metrics().await, "nerve_runtime_tasks");
+    assert!(tasks_before > 0.0, "the hub reports its runtime tasks");
     let mut sub = hub
         .connect("chat", Some("sub"), ALL_ROLES, Some(JSON))
         .await;
@@ -192,8 +194,24 @@ async fn soak(hub: HubProcess, secs: u64, mut redis: Option<RedisServer>) {
         },
     )
     .await;
+    // Every task a connection, session or join started has ended: the runtime holds what it
+    // held before the first connection (the scrape's own connection and lazily started
+    // background loops, such as the Redis reconnection, allow a few more).
+    nerve_testkit::eventually(
+        common::WAIT,
+        "runtime tasks to return to their level before the churn",
+        || async move {
+            let s = common::http_get(port, "/metrics").await;
+            (metric(&s, "nerve_runtime_tasks") <= tasks_before + 4.0).then_some(())
+        },
+    )
+    .await;
+    let tasks_after = metric(&hub.metrics().await, "nerve_runtime_tasks");
     let after = rss_kib(pid);
-    println!("{waves} waves of 50 connections; RSS baseline {baseline} KiB, after {after} KiB");
+    println!(
+        "{waves} waves of 50 connections; runtime tasks {tasks_before} before, {tasks_after} \
+         after; RSS baseline {baseline} KiB, after {after} KiB"
+    );
     assert!(
         after < baseline + 16 * 1024,
         "RSS grew from {baseline} KiB to {after} KiB"

@@ -6,7 +6,7 @@
 mod rate;
 mod settings;
 
-pub use rate::{Admission, ConnectionBudget, ConnectionRate, RestRate, TokenBucket};
+pub use rate::{Admission, ConnectionBudget, ConnectionRate, RestCaller, RestRate, TokenBucket};
 pub use settings::Limits;
 
 use std::time::Duration;
@@ -91,7 +91,7 @@ pub fn rest_rate_refused(retry: Duration) -> Response {
     let mut resp = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "TooManyRequests",
-        "too many REST requests from this caller; slow down and retry",
+        "too many REST requests for this access key (or failed authentications from this address); slow down and retry",
     )
     .into_response();
     resp.headers_mut().insert(

@@ -1,4 +1,4 @@
-//! Token buckets (per-connection message and byte rates, per-caller REST rates) and the
+//! Token buckets (per-connection message and byte rates, per-key REST rates) and the
 //! connection budget per node and per user.
 
 use std::collections::HashMap;
@@ -94,11 +94,23 @@ impl ConnectionRate {
     }
 }
 
-/// Per-caller REST rate limits, keyed by the caller's IP address.
+/// Who a REST call is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RestCaller {
+    /// An authenticated call: the access key that signed its token (position, primary first).
+    /// Every backend holding that key shares its budget, wherever it calls from.
+    Key(usize),
+    /// A call whose token failed verification: its source address, so guessing tokens or
+    /// flooding with garbage costs the sender and no key's budget.
+    Address(IpAddr),
+}
+
+/// REST rate limits: one token bucket per access key, and one per address for calls that fail
+/// authentication.
 pub struct RestRate {
     rate: u64,
     burst: u64,
-    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+    buckets: Mutex<HashMap<RestCaller, TokenBucket>>,
 }
 
 impl RestRate {
@@ -112,7 +124,7 @@ impl RestRate {
     }
 
     /// Accounts one request from `caller`; `Err` carries how long to wait before retrying.
-    pub fn check(&self, caller: IpAddr) -> Result<(), Duration> {
+    pub fn check(&self, caller: RestCaller) -> Result<(), Duration> {
         if self.rate == 0 {
             return Ok(());
         }
@@ -266,10 +278,14 @@ mod tests {
     }
 
     #[test]
-    fn rest_rate_is_per_caller() {
+    fn rest_rate_is_per_key_and_per_failing_address() {
         let r = RestRate::new(&limits());
-        let a: IpAddr = [127, 0, 0, 1].into();
-        let b: IpAddr = [127, 0, 0, 2].into();
+        let (k0, k1) = (RestCaller::Key(0), RestCaller::Key(1));
+        assert!(r.check(k0).is_ok() && r.check(k0).is_ok());
+        assert!(r.check(k0).is_err());
+        assert!(r.check(k1).is_ok());
+        let a = RestCaller::Address([127, 0, 0, 1].into());
+        let b = RestCaller::Address([127, 0, 0, 2].into());
         assert!(r.check(a).is_ok() && r.check(a).is_ok());
         assert!(r.check(a).is_err());
         assert!(r.check(b).is_ok());

@@ -10,8 +10,9 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::server::AppState;
 
-/// Checks the caller's token; the error is a 401 with a JSON reason.
-pub(super) fn authorize(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
+/// Checks the caller's token and answers which access key signed it (its position); the
+/// error is a 401 with a JSON reason.
+pub(super) fn authorize(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<usize, ApiError> {
     let token =
         crate::auth::bearer_token(headers).ok_or_else(|| unauthorized(AuthError::Missing))?;
     let host = headers
@@ -28,12 +29,12 @@ pub(super) fn authorize(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Resul
     }
     let decoded: Vec<String> = expected.iter().map(|e| decode(e)).collect();
     app.keys
-        .verify(&token, |aud| {
+        .verify_with_slot(&token, |aud| {
             let aud_decoded = decode(aud);
             expected.iter().any(|e| audience_matches(aud, e))
                 || decoded.iter().any(|e| audience_matches(&aud_decoded, e))
         })
-        .map(|_| ())
+        .map(|(slot, _)| slot)
         .map_err(unauthorized)
 }
 

@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 use crate::error::ApiError;
+use crate::limits::RestCaller;
 use crate::router::valid_hub_name;
 use crate::server::AppState;
 use route::{Op, RouteError};
@@ -56,13 +57,19 @@ async fn dispatch(
     uri: Uri,
     body: Body,
 ) -> Response {
-    if let Some(Extension(ConnectInfo(addr))) = caller
-        && let Err(retry) = app.rest_rate.check(addr.ip())
-    {
+    let slot = match auth::authorize(&app, &headers, &uri) {
+        Ok(slot) => slot,
+        Err(e) => {
+            if let Some(Extension(ConnectInfo(addr))) = caller
+                && let Err(retry) = app.rest_rate.check(RestCaller::Address(addr.ip()))
+            {
+                return crate::limits::rest_rate_refused(retry);
+            }
+            return e.into_response();
+        }
+    };
+    if let Err(retry) = app.rest_rate.check(RestCaller::Key(slot)) {
         return crate::limits::rest_rate_refused(retry);
-    }
-    if let Err(e) = auth::authorize(&app, &headers, &uri) {
-        return e.into_response();
     }
     let (hub, op) = match route::parse(&method, uri.path()) {
         Ok(r) => r,

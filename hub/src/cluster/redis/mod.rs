@@ -146,7 +146,7 @@ impl RedisBroker {
         ] {
             broker.interest.lock().entry(ch).or_default().wanted = true;
         }
-        metrics::global().redis_up.set(0);
+        metrics::global().redis_health(false);
         tokio::spawn(worker::run(broker.clone(), rx, shutdown));
         broker
     }

@@ -131,7 +131,7 @@ async fn heartbeat(broker: &Arc<RedisBroker>, conn: &mut Conn) {
                     return;
                 }
                 broker.ready.store(true, Ordering::Relaxed);
-                metrics::global().redis_up.set(1);
+                metrics::global().redis_health(true);
                 metrics::global().redis_recoveries.inc();
                 info!(node = %broker.presence_name(), "Redis reachable; cluster mode on");
             }
@@ -141,7 +141,7 @@ async fn heartbeat(broker: &Arc<RedisBroker>, conn: &mut Conn) {
             if was_ready {
                 warn!(error = %e, "lost Redis; serving local connections only");
                 broker.ready.store(false, Ordering::Relaxed);
-                metrics::global().redis_up.set(0);
+                metrics::global().redis_health(false);
                 for i in broker.interest.lock().values_mut() {
                     i.subscribed = false;
                 }
