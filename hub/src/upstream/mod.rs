@@ -99,12 +99,25 @@ impl Upstream {
     /// Builds the client from the configuration.
     pub fn new(config: &Config, keys: AccessKeys) -> Self {
         let timeout = Duration::from_millis(config.upstream.timeout_ms);
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
+            .pool_idle_timeout(Duration::from_secs(30));
+        if let Some(path) = &config.upstream.ca_file {
+            // Checked when the configuration was loaded; a file changed since is reported.
+            match settings::extra_roots(path) {
+                Ok(roots) => {
+                    for root in roots {
+                        builder = builder.add_root_certificate(root);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "extra upstream roots not loaded"),
+            }
+        }
+        let http = builder.build().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "upstream HTTP client with default settings");
+            reqwest::Client::default()
+        });
         let origin = match &config.public_endpoint {
             Some(e) => host_of(e),
             None => config.listen.ip().to_string(),

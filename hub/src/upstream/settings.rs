@@ -2,6 +2,8 @@
 //! (`[[hubs.<hub>.event_handlers]]`) or the `--upstream` flag, plus the global `[upstream]`
 //! timing and queue settings.
 
+use std::path::{Path, PathBuf};
+
 use serde::Deserialize;
 
 /// System events a handler can subscribe to.
@@ -82,11 +84,12 @@ impl EventHandlerSettings {
     /// Checks the template and the event names.
     pub fn validate(&self, hub: &str) -> Result<(), String> {
         let url = &self.url_template;
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!(
-                "hub '{hub}': url_template '{url}' must start with http:// (https upstreams are not supported yet)"
-            )
-        })?;
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| {
+                format!("hub '{hub}': url_template '{url}' must start with https:// or http://")
+            })?;
         let host = rest.split(['/', '?']).next().unwrap_or_default();
         if host.is_empty() || host.contains('{') {
             return Err(format!(
@@ -163,6 +166,9 @@ pub struct UpstreamSettings {
     pub max_pending_per_connection: usize,
     /// Payload bytes queued per connection for the upstream (default 16 MiB).
     pub max_pending_bytes_per_connection: usize,
+    /// A PEM file of certificate authorities trusted for `https://` upstreams besides the
+    /// public web roots, for handlers behind a private CA (default none).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for UpstreamSettings {
@@ -175,6 +181,7 @@ impl Default for UpstreamSettings {
             workers: 8,
             max_pending_per_connection: 1000,
             max_pending_bytes_per_connection: 16 * 1024 * 1024,
+            ca_file: None,
         }
     }
 }
@@ -195,8 +202,31 @@ impl UpstreamSettings {
                     .into(),
             );
         }
+        if let Some(path) = &self.ca_file {
+            extra_roots(path)?;
+        }
         Ok(())
     }
+}
+
+/// Reads the certificates of `upstream.ca_file`; an unreadable file or one holding no
+/// certificate is an error that names the file.
+pub fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem =
+        std::fs::read(path).map_err(|e| format!("upstream.ca_file {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        format!(
+            "upstream.ca_file {}: not PEM certificates: {e}",
+            path.display()
+        )
+    })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "upstream.ca_file {}: holds no certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 #[cfg(test)]
@@ -237,7 +267,8 @@ mod tests {
             .validate("h")
             .unwrap_err()
         };
-        assert!(bad("https://h/x", &[]).contains("http://"));
+        assert!(bad("ftp://h/x", &[]).contains("https://"));
+        assert!(bad("https://{hub}/x", &[]).contains("host"));
         assert!(bad("http://{hub}.h/x", &[]).contains("host"));
         assert!(bad("http://h/x", &["connecting"]).contains("unknown system event"));
         assert_eq!(EventKind::User("m").ce_type(), "azure.webpubsub.user.m");

@@ -230,6 +230,63 @@ impl Upstream {
 
     /// Like [`Upstream::start`], optionally refusing the validation handshake.
     pub async fn start_with(allow: bool, behaviour: Behaviour) -> Self {
+        let (app, seen) = Self::app(allow, behaviour);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Upstream { port, seen, task }
+    }
+
+    /// Like [`Upstream::start`], serving HTTPS with `cert_pem` / `key_pem`.
+    pub async fn start_tls(cert_pem: &str, key_pem: &str, behaviour: Behaviour) -> Self {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let (app, seen) = Self::app(true, behaviour);
+        let certs = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("cert")];
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends here, before any request.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        Upstream { port, seen, task }
+    }
+
+    /// The recording app behind both kinds of listener.
+    fn app(allow: bool, behaviour: Behaviour) -> (axum::Router, Arc<Mutex<Vec<Seen>>>) {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let rec = seen.clone();
         let app = axum::Router::new().fallback(
@@ -263,14 +320,7 @@ impl Upstream {
                 }
             },
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
-        let port = listener.local_addr().expect("addr").port();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Upstream { port, seen, task }
+        (app, seen)
     }
 
     /// Requests received so far.

@@ -1,0 +1,100 @@
+//! HTTPS upstreams: the real binary calls an event handler served over TLS with a certificate
+//! from a private CA, trusted through `[upstream] ca_file`; a hub without that file refuses
+//! the certificate and the event fails with an error ack, never reaching the handler.
+
+mod common;
+mod rest_support;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use common::JSON;
+use rest_support::{Nerve, Seen, Upstream};
+use serde_json::json;
+
+const KEY: &str = "upstream-tls-key";
+
+fn handler_toml(port: u16, extra: &str) -> String {
+    format!(
+        "{extra}\n[[hubs.chat.event_handlers]]\nurl_template = \"https://localhost:{port}/api/{{hub}}/{{event}}\"\nuser_event_pattern = \"*\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_verified_against_the_configured_roots() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let up = Upstream::start_tls(
+        &cert.cert.pem(),
+        &cert.key_pair.serialize_pem(),
+        Arc::new(|s: &Seen| {
+            let text = String::from_utf8_lossy(&s.body).to_string();
+            Some((StatusCode::OK, axum::Json(json!({ "echo": text }))).into_response())
+        }),
+    )
+    .await;
+    let ca = common::tempfile_path::TempFile(
+        std::env::temp_dir().join(format!("nerve-upstream-ca-{}.pem", up.port)),
+    );
+    std::fs::write(&ca.0, cert.cert.pem()).expect("write ca");
+
+    // Trusting the CA: the event goes up over TLS and the reply comes back.
+    let trusting = Nerve::start(
+        &[KEY],
+        &handler_toml(
+            up.port,
+            &format!("[upstream]\nca_file = \"{}\"\n", ca.0.display()),
+        ),
+        &[],
+    );
+    let (mut c, _) = trusting.client("chat", Some("alice"), Some(JSON)).await;
+    c.send(json!({"type": "event", "event": "echo", "dataType": "text", "data": "over tls", "ackId": 1}))
+        .await;
+    let reply = c.until(|v| v["type"] == "message").await;
+    assert_eq!(reply["data"]["echo"], "over tls");
+    assert_eq!(c.ack(1).await["success"], true);
+    let seen = up.wait_for("azure.webpubsub.user.echo", |_| true).await;
+    assert_eq!(seen.path, "/api/chat/echo");
+
+    // Without the CA, the certificate is refused: an error ack, and no request reached it.
+    let before = up.count("azure.webpubsub.user.echo");
+    let strict = Nerve::start(&[KEY], &handler_toml(up.port, ""), &[]);
+    let (mut c, _) = strict.client("chat", Some("bob"), Some(JSON)).await;
+    c.send(json!({"type": "event", "event": "echo", "dataType": "text", "data": "x", "ackId": 1}))
+        .await;
+    let ack = c.ack(1).await;
+    assert_eq!(ack["success"], false, "{ack}");
+    assert_eq!(up.count("azure.webpubsub.user.echo"), before);
+}
+
+#[test]
+fn a_missing_or_empty_ca_file_fails_the_config_check() {
+    let dir = std::env::temp_dir();
+    let empty = common::tempfile_path::TempFile(dir.join("nerve-upstream-empty-ca.pem"));
+    std::fs::write(&empty.0, "not a certificate\n").expect("write");
+    for (path, expected) in [
+        (dir.join("nerve-no-such-ca.pem"), "nerve-no-such-ca.pem"),
+        (empty.0.clone(), "holds no certificate"),
+    ] {
+        let config = common::tempfile_path::TempFile(
+            dir.join(format!("nerve-upstream-ca-check-{}.toml", expected.len())),
+        );
+        std::fs::write(
+            &config.0,
+            format!("[upstream]\nca_file = \"{}\"\n", path.display()),
+        )
+        .expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
+            .args(["config", "check"])
+            .arg(&config.0)
+            .output()
+            .expect("run nerve config check");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains(expected), "{text}");
+    }
+}
