@@ -153,6 +153,94 @@ impl RedisCluster {
     pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
         &mut self.nodes
     }
+
+    /// The hash slot of `key` (its hash tag, if any, decides).
+    pub fn slot_of(&self, key: &str) -> u16 {
+        self.cli(0, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .expect("cluster keyslot answers a number")
+    }
+
+    /// Index of the node serving `slot`, as node 0 sees it.
+    pub fn owner_of(&self, slot: u16) -> usize {
+        let owner = self
+            .owner_seen_by(0, slot)
+            .unwrap_or_else(|| panic!("no node serves slot {slot}"));
+        (0..self.nodes.len())
+            .find(|&i| self.id(i) == owner)
+            .expect("the owner is one of the cluster's nodes")
+    }
+
+    /// Moves `slot` with its keys to node `to`, the way `redis-cli --cluster reshard` does
+    /// (IMPORTING / MIGRATING, MIGRATE of every key, then SETSLOT NODE on every master), and
+    /// waits until every node agrees.
+    pub fn move_slot(&self, slot: u16, to: usize) {
+        let from = self.owner_of(slot);
+        assert_ne!(from, to, "slot {slot} is on node {to} already");
+        let (from_id, to_id) = (self.id(from), self.id(to));
+        let slot_s = slot.to_string();
+        self.cli(to, &["cluster", "setslot", &slot_s, "importing", &from_id]);
+        self.cli(from, &["cluster", "setslot", &slot_s, "migrating", &to_id]);
+        let to_port = self.nodes[to].port.to_string();
+        loop {
+            let keys = self.cli(from, &["cluster", "getkeysinslot", &slot_s, "100"]);
+            let keys: Vec<&str> = keys.split_whitespace().collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut args = vec!["migrate", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            args.extend(keys);
+            self.cli(from, &args);
+        }
+        for i in [to, from] {
+            self.cli(i, &["cluster", "setslot", &slot_s, "node", &to_id]);
+        }
+        for i in (0..self.nodes.len()).filter(|i| *i != to && *i != from) {
+            self.cli(i, &["cluster", "setslot", &slot_s, "node", &to_id]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (0..self.nodes.len()).any(|i| self.owner_seen_by(i, slot) != Some(to_id.clone())) {
+            assert!(
+                Instant::now() < deadline,
+                "nodes never agreed on slot {slot}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn owner_seen_by(&self, node: usize, slot: u16) -> Option<String> {
+        let nodes = self.cli(node, &["cluster", "nodes"]);
+        nodes.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let serves = fields.iter().skip(8).any(|range| {
+                let mut ends = range.splitn(2, '-');
+                let lo = ends.next().and_then(|v| v.parse::<u16>().ok());
+                let hi = ends.next().and_then(|v| v.parse::<u16>().ok()).or(lo);
+                matches!((lo, hi), (Some(lo), Some(hi)) if lo <= slot && slot <= hi)
+            });
+            serves.then(|| fields[0].to_string())
+        })
+    }
+
+    fn id(&self, node: usize) -> String {
+        self.cli(node, &["cluster", "myid"]).trim().to_string()
+    }
+
+    fn cli(&self, node: usize, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.nodes[node].port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && !text.starts_with("ERR"),
+            "redis-cli {args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
 }
 
 fn redis_binary() -> String {

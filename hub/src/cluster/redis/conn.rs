@@ -145,6 +145,20 @@ pub fn message_of(push: PushInfo) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((channel, message))
 }
 
+/// The shard channel of an `sunsubscribe` push. Redis sends one unasked when the channel's
+/// slot moves to another master (a reshard or a failover), besides confirming our own
+/// `SUNSUBSCRIBE`.
+pub fn shard_unsubscribed(push: &PushInfo) -> Option<String> {
+    if push.kind != redis::PushKind::SUnsubscribe {
+        return None;
+    }
+    match push.data.first()? {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
 fn bytes_of(v: Value) -> Option<Vec<u8>> {
     match v {
         Value::BulkString(b) => Some(b),
@@ -185,5 +199,26 @@ mod tests {
             vec![Value::BulkString(b"ch".to_vec())],
         );
         assert_eq!(message_of(short), None);
+    }
+
+    #[test]
+    fn shard_unsubscribes_name_their_channel() {
+        let push = |kind, data| PushInfo { kind, data };
+        let dropped = push(
+            redis::PushKind::SUnsubscribe,
+            vec![
+                Value::BulkString(b"nerve:{g:chat:a}:ch".to_vec()),
+                Value::Int(0),
+            ],
+        );
+        assert_eq!(
+            shard_unsubscribed(&dropped).as_deref(),
+            Some("nerve:{g:chat:a}:ch")
+        );
+        let plain = push(
+            redis::PushKind::Unsubscribe,
+            vec![Value::BulkString(b"ch".to_vec()), Value::Int(0)],
+        );
+        assert_eq!(shard_unsubscribed(&plain), None);
     }
 }

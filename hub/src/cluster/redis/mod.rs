@@ -205,6 +205,23 @@ impl RedisBroker {
         }
     }
 
+    /// Redis ended this node's subscription to `channel` (its slot moved to another master):
+    /// subscribe again, at the new owner, if a local member still wants it. The confirmation
+    /// of our own unsubscribe lands here too and is ignored, as nobody wants that channel.
+    pub(crate) fn subscription_dropped(&self, channel: String) {
+        let resubscribe = match self.interest.lock().get_mut(&channel) {
+            Some(e) if e.wanted && e.subscribed => {
+                e.subscribed = false;
+                true
+            }
+            _ => false,
+        };
+        if resubscribe {
+            tracing::debug!(%channel, "subscription dropped by Redis; subscribing again");
+            self.queue(Job::Sync(channel));
+        }
+    }
+
     fn presence(&self, cmds: Vec<redis::Cmd>) {
         if self.ready.load(Ordering::Relaxed) {
             self.queue(Job::Presence(cmds));

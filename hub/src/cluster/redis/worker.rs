@@ -10,7 +10,7 @@ use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::conn::{Conn, PUSH_QUEUE, PushSink, message_of};
+use super::conn::{Conn, PUSH_QUEUE, PushSink, message_of, shard_unsubscribed};
 use super::{Job, RedisBroker, keys};
 use crate::cluster::envelope::{Body, Envelope};
 use crate::cluster::{Target, commands, deliver_local};
@@ -294,6 +294,10 @@ async fn receive(
             _ = shutdown.cancelled() => return,
             p = pushes.recv() => match p { Some(p) => p, None => return },
         };
+        if let Some(channel) = shard_unsubscribed(&push) {
+            broker.subscription_dropped(channel);
+            continue;
+        }
         let Some((_, message)) = message_of(push) else {
             continue;
         };
