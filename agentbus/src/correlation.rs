@@ -14,6 +14,7 @@ use crate::error::BusError;
 
 /// One event in the chain.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EventSummary {
     /// Event id.
     pub id: String,
@@ -29,6 +30,7 @@ pub struct EventSummary {
 
 /// One task in the chain with its events and sub-tasks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TaskNode {
     /// Task id.
     pub task_id: String,
@@ -50,6 +52,7 @@ pub struct TaskNode {
 
 /// A whole chain.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CorrelationTree {
     /// The chain id.
     pub correlation_id: String,

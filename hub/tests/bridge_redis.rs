@@ -110,6 +110,15 @@ async fn two_hubs_share_one_bus_on_redis() {
         json!({"correlationId": id}),
     )
     .await;
+    assert_eq!(chain["correlationId"], json!(id));
+    assert_eq!(chain["roots"][0]["taskId"], json!(id));
     assert_eq!(chain["roots"][0]["state"], "TASK_STATE_COMPLETED");
     assert_eq!(chain["roots"][0]["agent"], "remote-1");
+    let events = chain["roots"][0]["events"].as_array().expect("events");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["eventType"].is_string() && e["atMs"].is_u64()),
+        "{chain}"
+    );
 }

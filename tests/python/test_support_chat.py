@@ -85,14 +85,14 @@ async def main():
         tree = await op("bus.chain", {"correlationId": root})
         assert len(tree["roots"]) == 1, tree
         r = tree["roots"][0]
-        assert (r["task_id"], r["capability"], r["state"], r["agent"]) == (
+        assert (r["taskId"], r["capability"], r["state"], r["agent"]) == (
             root, "support.triage", "TASK_STATE_COMPLETED", "triage-1"), r
         kids = {c["capability"]: c for c in r["children"]}
         assert set(kids) == {"orders.lookup", "billing.refund"}, kids
         assert kids["orders.lookup"]["state"] == "TASK_STATE_COMPLETED"
         assert kids["orders.lookup"]["agent"] == "orders-1"
         b = kids["billing.refund"]
-        assert (b["task_id"], b["state"], b["agent"]) == (refund_task, "TASK_STATE_COMPLETED", "billing-1")
+        assert (b["taskId"], b["state"], b["agent"]) == (refund_task, "TASK_STATE_COMPLETED", "billing-1")
         states = [e["state"] for e in b["events"] if e["state"]]
         assert states == ["TASK_STATE_SUBMITTED", "TASK_STATE_WORKING", "TASK_STATE_INPUT_REQUIRED",
                           "TASK_STATE_WORKING", "TASK_STATE_COMPLETED"], states
