@@ -215,6 +215,8 @@ async fn registry_heartbeat(shared: Arc<AgentShared>, stop: CancellationToken) {
 }
 
 async fn handle_delivery(shared: Arc<AgentShared>, d: Delivery) {
+    let bus = shared.bus.clone();
+    let _in_flight = bus.stats().delivery(d.deliveries);
     let cfg = shared.bus.config();
     if d.envelope.is_expired_at(clock::now_ms()) {
         let desc = format!(
@@ -247,6 +249,7 @@ async fn dead_letter(shared: &AgentShared, d: &Delivery, reason: &str, descripti
         tracing::warn!(error = %e, "dead-lettering failed; the message will be redelivered");
         return;
     }
+    bus.stats().dead_lettered();
     let Some(task_id) = d.envelope.taskid.as_deref() else {
         return;
     };

@@ -16,6 +16,7 @@ use crate::a2a::{
 use crate::config::BusConfig;
 use crate::envelope::{Envelope, new_id, types};
 use crate::error::{BusError, check_name};
+use crate::stats::BusStats;
 use crate::task::{Applied, TaskEvent, TaskRecord};
 use crate::transport::{
     DeadLetter, MemoryTransport, Partition, RedisTransport, SharedContext, Transport,
@@ -36,6 +37,7 @@ pub(crate) struct BusInner {
     declared: Mutex<HashSet<String>>,
     waiters: Arc<Waiters>,
     shutdown: CancellationToken,
+    pub stats: BusStats,
 }
 
 impl Drop for BusInner {
@@ -68,8 +70,14 @@ impl Bus {
                 declared: Mutex::new(HashSet::new()),
                 waiters: Arc::new(Waiters::default()),
                 shutdown: CancellationToken::new(),
+                stats: BusStats::default(),
             }),
         }
+    }
+
+    /// What this process's agents did with their deliveries (for metrics).
+    pub fn stats(&self) -> &BusStats {
+        &self.inner.stats
     }
 
     /// The embedded default: an in-memory bus for one process.

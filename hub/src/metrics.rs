@@ -316,21 +316,28 @@ impl Metrics {
         self.redis_latency.observe(took.as_secs_f64());
     }
 
-    /// Hook for the agent bus: messages waiting and delivered-but-unacknowledged right now.
-    pub fn bus_levels(&self, depth: u64, in_flight: u64) {
-        self.bus_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+    /// Agent bus: deliveries being handled on this node right now.
+    pub fn bus_in_flight(&self, in_flight: u64) {
         self.bus_in_flight
             .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
     }
 
-    /// Hook for the agent bus: `n` messages were delivered again.
-    pub fn bus_redelivered(&self, n: u64) {
-        self.bus_redeliveries.inc_by(n);
+    /// Agent bus: messages waiting in the queues of every capability.
+    pub fn bus_depth(&self, depth: u64) {
+        self.bus_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
-    /// Hook for the agent bus: `n` messages went to a dead-letter queue.
-    pub fn bus_dead_lettered(&self, n: u64) {
-        self.bus_dead_letters.inc_by(n);
+    /// Agent bus: raises the redelivery and dead-letter counters to the bus's own totals
+    /// (the bus counts; this only mirrors, so the counters never go backwards).
+    pub fn bus_totals(&self, redelivered: u64, dead_lettered: u64) {
+        let redeliveries = self.bus_redeliveries.get();
+        if redelivered > redeliveries {
+            self.bus_redeliveries.inc_by(redelivered - redeliveries);
+        }
+        let dead = self.bus_dead_letters.get();
+        if dead_lettered > dead {
+            self.bus_dead_letters.inc_by(dead_lettered - dead);
+        }
     }
 
     /// Counts an ack by result.

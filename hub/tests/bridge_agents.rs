@@ -209,3 +209,65 @@ async fn frames_outside_the_protocol_are_refused_or_close_the_socket() {
     let closed = c.ws.closed().await;
     assert_eq!(closed.code, Some(1007));
 }
+
+#[tokio::test]
+async fn bus_metrics_show_in_flight_redeliveries_and_dead_letters() {
+    let hub = HubProcess::start_with_config(FAST_BUS);
+    let mut agent = BusClient::connect(&hub, "flaky", &["bus.serve.flaky"]).await;
+    agent
+        .ok("bus.register", json!({"card": card("flaky", &["flaky"])}))
+        .await;
+    let mut client = BusClient::connect(&hub, "c", &["bus.submit.flaky"]).await;
+    let sub = client
+        .ok("bus.submit", json!({"capability": "flaky", "text": "job"}))
+        .await;
+    let task_id = sub["taskId"].as_str().expect("id").to_string();
+    let port = hub.port;
+    let scrape = |name: &'static str| async move {
+        common::metric(&common::http_get(port, "/metrics").await, name)
+    };
+    // The agent holds the task: one delivery in flight on this node.
+    let got = agent.push("bus.task").await;
+    assert_eq!(got["deliveries"], 1);
+    nerve_testkit::eventually(common::WAIT, "one delivery in flight", || async move {
+        (scrape("nerve_bus_in_flight").await == 1.0).then_some(())
+    })
+    .await;
+    // It asks for a retry every time until the bus gives up: 10 deliveries by default, so
+    // 9 redeliveries, then one dead letter.
+    let mut deliveries = 1;
+    loop {
+        agent
+            .ok(
+                "bus.task.retry",
+                json!({"taskId": task_id, "reason": "not now"}),
+            )
+            .await;
+        if deliveries == 10 {
+            break;
+        }
+        let again = agent.push("bus.task").await;
+        deliveries = again["deliveries"].as_u64().expect("deliveries");
+    }
+    let done = client
+        .ok(
+            "bus.task.wait",
+            json!({"taskId": task_id, "timeoutMs": 20000}),
+        )
+        .await;
+    assert_eq!(done["task"]["task"]["status"]["state"], "TASK_STATE_FAILED");
+    nerve_testkit::eventually(
+        common::WAIT,
+        "redeliveries, a dead letter and nothing in flight",
+        || async move {
+            let s = common::http_get(port, "/metrics").await;
+            let counted = (
+                common::metric(&s, "nerve_bus_redeliveries_total"),
+                common::metric(&s, "nerve_bus_dead_letters_total"),
+                common::metric(&s, "nerve_bus_in_flight"),
+            );
+            (counted == (9.0, 1.0, 0.0)).then_some(())
+        },
+    )
+    .await;
+}

@@ -10,6 +10,7 @@
 mod demo;
 mod grants;
 mod history;
+mod levels;
 mod ops;
 mod remote;
 mod settings;
@@ -151,6 +152,7 @@ pub fn routes(app: Arc<AppState>) -> HttpRouter<Arc<AppState>> {
 
 impl Bridge {
     fn new(app: Arc<AppState>, bus: Bus) -> Arc<Self> {
+        tokio::spawn(levels::mirror(bus.clone(), app.shutdown.clone()));
         Arc::new(Bridge {
             app,
             bus,
