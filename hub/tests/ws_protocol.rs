@@ -80,6 +80,10 @@ async fn join_send_receive_with_every_data_type_and_no_echo() {
         next["data"], "barrier",
         "noEcho message was echoed to its sender"
     );
+    // b, still a member, gets the barrier too; take it before leaving, as an ack may
+    // overtake a message queued before it.
+    let m = b.until(|v| v["type"] == "message").await;
+    assert_eq!(m["data"], "barrier");
 
     // After leaving, b no longer receives.
     b.send(json!({"type":"leaveGroup","group":"room","ackId":2}))
