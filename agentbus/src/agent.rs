@@ -215,6 +215,11 @@ async fn registry_heartbeat(shared: Arc<AgentShared>, stop: CancellationToken) {
 }
 
 async fn handle_delivery(shared: Arc<AgentShared>, d: Delivery) {
+    let span = crate::trace::delivery_span(&d.envelope, &shared.card.id);
+    tracing::Instrument::instrument(deliver(shared, d), span).await
+}
+
+async fn deliver(shared: Arc<AgentShared>, d: Delivery) {
     let cfg = shared.bus.config();
     if d.envelope.is_expired_at(clock::now_ms()) {
         let desc = format!(
@@ -405,7 +410,8 @@ async fn supervise(
     fut: BoxFuture<TaskResult>,
     token: CancellationToken,
 ) -> Option<TaskResult> {
-    let mut fut = tokio::spawn(fut);
+    // The handler runs inside the delivery's span (its logs and any sub-task it submits).
+    let mut fut = tokio::spawn(tracing::Instrument::in_current_span(fut));
     let _abort = AbortOnDrop(fut.abort_handle());
     let events = bus.watch_key(task_id);
     let period = bus.config().heartbeat_interval();

@@ -22,6 +22,7 @@ pub mod load;
 mod rpc;
 mod submit;
 pub mod task;
+pub mod trace;
 pub mod transport;
 mod waiters;
 mod watch;

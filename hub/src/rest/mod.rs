@@ -25,6 +25,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::router::valid_hub_name;
@@ -82,11 +83,21 @@ async fn dispatch(
         uri,
     };
     let route = op_name(&op);
+    let span = crate::request_span!(
+        "rest",
+        otel.name = %format_args!("rest {route}"),
+        otel.kind = "server",
+        hub = %call.hub,
+        op = route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::set_parent_from_headers(&span, &call.headers);
     let started = std::time::Instant::now();
-    let response = match run(&call, op, body).await {
+    let response = match run(&call, op, body).instrument(span.clone()).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    span.record("http.response.status_code", response.status().as_u16());
     crate::metrics::global().rest_request(route, started.elapsed());
     response
 }
