@@ -10,7 +10,7 @@ use nerve_hub::{AppState, serve};
 use tokio_util::sync::CancellationToken;
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
@@ -75,10 +75,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some((telemetry, tracer)) => {
             // The log filter applies to the log lines only: spans of the hub and the bus are
-            // exported at info level whatever is logged.
-            let exported = Targets::new()
-                .with_target("nerve_hub", Level::INFO)
-                .with_target("nerve_agentbus", Level::INFO);
+            // exported at info level whatever is logged. Log events are not exported: their
+            // fields (e.g. a webhook URL with a function key) are not vetted for secrets.
+            let exported = filter_fn(|m| {
+                m.is_span()
+                    && *m.level() <= Level::INFO
+                    && (m.target().starts_with("nerve_hub")
+                        || m.target().starts_with("nerve_agentbus"))
+            });
             tracing_subscriber::registry()
                 .with(
                     tracing_opentelemetry::layer()
@@ -91,6 +95,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .with_filter(filter),
                 )
                 .init();
+            if let Some(url) = config.telemetry.traces_url() {
+                tracing::info!(%url, service = %config.telemetry.service_name, "exporting traces over OTLP/HTTP");
+            }
             Some(telemetry)
         }
     };

@@ -130,7 +130,7 @@ impl Telemetry {
             .build();
         let tracer = provider.tracer("nerve");
         ENABLED.store(true, Ordering::Relaxed);
-        nerve_agentbus::trace::set_parent_hook(|span, tp| set_parent_from_traceparent(span, tp));
+        nerve_agentbus::trace::set_parent_hook(set_parent_from_traceparent);
         Ok(Some((Telemetry { provider }, tracer)))
     }
 

@@ -505,3 +505,75 @@ async fn config_check_reports_telemetry() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a2a_and_agent_socket_submissions_carry_the_trace() {
+    let collector = Collector::start().await;
+    let hub = exporting_hub(&collector, bridge_support::FAST_BUS, "100");
+    let mut agent = BusClient::connect(&hub, "echo-3", &["bus.serve.echo"]).await;
+    agent
+        .ok("bus.register", json!({"card": card("echo-3", &["echo"])}))
+        .await;
+
+    // A2A JSON-RPC with a traceparent header.
+    let (trace, parent, tp) = new_traceparent();
+    let token = hub.token("bus", Some("a2a"), &["bus.submit.echo"], &[]);
+    let message = json!({"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "hi"}]});
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/a2a", hub.port))
+        .bearer_auth(&token)
+        .header("traceparent", &tp)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+                      "params": {"message": message,
+                                 "configuration": {"returnImmediately": true}}}))
+        .send()
+        .await
+        .expect("POST /a2a");
+    assert_eq!(r.status().as_u16(), 200);
+    let pushed = agent.push("bus.task").await;
+    let a2a_task = pushed["task"]["id"].as_str().expect("id").to_string();
+    let agent_tp = pushed["traceparent"].as_str().expect("traceparent");
+    assert_eq!(trace_id_of(agent_tp), trace);
+    agent
+        .ok(
+            "bus.task.complete",
+            json!({"taskId": a2a_task, "text": "done"}),
+        )
+        .await;
+    let a2a = collector.span("a2a", &trace).await;
+    assert_eq!(a2a.parent_span_id, parent);
+    assert_eq!(
+        a2a.attrs.get("method").map(String::as_str),
+        Some("SendMessage")
+    );
+    assert_eq!(a2a.attrs.get("task"), Some(&a2a_task));
+    let deliver = collector.span("bus.deliver", &trace).await;
+    assert_eq!(deliver.parent_span_id, a2a.span_id);
+
+    // An agent-protocol submission names its trace in the operation's data.
+    let (trace, parent, tp) = new_traceparent();
+    let mut client = BusClient::connect(&hub, "alice", &["bus.submit.echo"]).await;
+    let bad = client
+        .invoke(
+            "bus.submit",
+            json!({"capability": "echo", "text": "x", "traceparent": "00-nope"}),
+        )
+        .await
+        .expect_err("malformed traceparent");
+    assert_eq!(bad["name"], "BadRequest");
+    let sub = client
+        .ok(
+            "bus.submit",
+            json!({"capability": "echo", "text": "hello", "traceparent": tp}),
+        )
+        .await;
+    let pushed = agent.push("bus.task").await;
+    assert_eq!(pushed["task"]["id"], sub["taskId"]);
+    assert_eq!(
+        trace_id_of(pushed["traceparent"].as_str().expect("traceparent")),
+        trace
+    );
+    let op = collector.span("bus.submit", &trace).await;
+    assert_eq!(op.parent_span_id, parent);
+    assert_no_secrets(&collector.spans(), &[&hub.key, &token]);
+}
