@@ -338,6 +338,7 @@ async fn an_upstream_webhook_carries_the_trace_of_the_websocket_upgrade() {
     assert_eq!(call.attrs.get("event").map(String::as_str), Some("connect"));
     assert_eq!(call.attrs.get("hub").map(String::as_str), Some("chat"));
     assert_eq!(call.attrs.get("user").map(String::as_str), Some("alice"));
+    assert_eq!(call.attrs.get("outcome").map(String::as_str), Some("ok"));
     let connect = collector.span("ws.connect", &trace).await;
     assert_eq!(connect.parent_span_id, parent);
     assert_eq!(call.parent_span_id, connect.span_id);

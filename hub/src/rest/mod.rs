@@ -90,6 +90,7 @@ async fn dispatch(
         hub = %call.hub,
         op = route,
         http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
     crate::telemetry::set_parent_from_headers(&span, &call.headers);
     let started = std::time::Instant::now();
@@ -98,6 +99,9 @@ async fn dispatch(
         Err(e) => e.into_response(),
     };
     span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     crate::metrics::global().rest_request(route, started.elapsed());
     response
 }

@@ -310,19 +310,27 @@ impl Upstream {
             event = event.name(),
             connection_id = %ctx.connection_id,
             user = ctx.user_id.as_deref().unwrap_or(""),
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
         let result = self
             .call(ctx, event, content_type, body, state)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
-        crate::metrics::global().upstream_call(match &result {
+        let outcome = match &result {
             Ok(_) => Ok(()),
             Err(UpstreamError::NoHandler(_)) => Err("no_handler"),
             Err(UpstreamError::Timeout(_)) => Err("timeout"),
             Err(UpstreamError::Status { .. }) => Err("status"),
             Err(UpstreamError::Unreachable(_)) => Err("unreachable"),
             Err(UpstreamError::NotValidated(_)) => Err("not_validated"),
-        });
+        };
+        // The outcome's kind only: error texts can hold the handler URL and its query keys.
+        span.record("outcome", outcome.err().unwrap_or("ok"));
+        if outcome.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        crate::metrics::global().upstream_call(outcome);
         result
     }
 
