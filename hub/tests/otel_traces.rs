@@ -578,3 +578,33 @@ async fn a2a_and_agent_socket_submissions_carry_the_trace() {
     assert_eq!(op.parent_span_id, parent);
     assert_no_secrets(&collector.spans(), &[&hub.key, &token]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_is_logged_and_does_not_disturb_the_hub() {
+    // A port nobody listens on.
+    let port = nerve_testkit::free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let (mut hub, output) = HubProcess::start_logged(
+        "",
+        &["--otlp-endpoint", &endpoint],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    );
+    let url = format!("http://127.0.0.1:{}/api/hubs/chat/:send", hub.port);
+    for _ in 0..3 {
+        let r = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(rest_token(&hub, &url))
+            .header("content-type", "text/plain")
+            .body("hello")
+            .send()
+            .await
+            .expect("REST send");
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    nerve_testkit::eventually(WAIT, "the failed export to be logged", || {
+        let logged = output.lock().expect("output").contains("ExportError");
+        async move { logged.then_some(()) }
+    })
+    .await;
+    assert!(hub.terminate(), "nerve still exits cleanly");
+}
