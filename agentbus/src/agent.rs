@@ -215,6 +215,11 @@ async fn registry_heartbeat(shared: Arc<AgentShared>, stop: CancellationToken) {
 }
 
 async fn handle_delivery(shared: Arc<AgentShared>, d: Delivery) {
+    let span = crate::trace::delivery_span(&d.envelope, &shared.card.id);
+    tracing::Instrument::instrument(deliver(shared, d), span).await
+}
+
+async fn deliver(shared: Arc<AgentShared>, d: Delivery) {
     let bus = shared.bus.clone();
     let _in_flight = bus.stats().delivery(d.deliveries);
     let cfg = shared.bus.config();
@@ -408,7 +413,8 @@ async fn supervise(
     fut: BoxFuture<TaskResult>,
     token: CancellationToken,
 ) -> Option<TaskResult> {
-    let mut fut = tokio::spawn(fut);
+    // The handler runs inside the delivery's span (its logs and any sub-task it submits).
+    let mut fut = tokio::spawn(tracing::Instrument::in_current_span(fut));
     let _abort = AbortOnDrop(fut.abort_handle());
     let events = bus.watch_key(task_id);
     let period = bus.config().heartbeat_interval();

@@ -116,7 +116,7 @@ pub(crate) async fn serve(shared: &Arc<AgentShared>, d: Delivery) {
                 payload: d.envelope.data.clone().unwrap_or(Value::Null),
                 envelope: d.envelope.clone(),
             };
-            let job = tokio::spawn(handler(req));
+            let job = tokio::spawn(tracing::Instrument::in_current_span(handler(req)));
             let _abort = crate::agent::AbortOnDrop(job.abort_handle());
             match job.await {
                 Ok(Ok(v)) => json!({ "result": v }),

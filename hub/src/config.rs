@@ -61,6 +61,20 @@ pub struct Cli {
     /// TLS private key (PEM).
     #[arg(long, env = "NERVE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// OTLP/HTTP collector to export traces to, e.g. `http://127.0.0.1:4318` (spans are posted
+    /// to `<url>/v1/traces`). Default: no export. `OTEL_EXPORTER_OTLP_ENDPOINT` is honoured too.
+    #[arg(long, env = "NERVE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// The standard OpenTelemetry variable, used when `--otlp-endpoint` is not given.
+    #[arg(
+        long = "otel-exporter-otlp-endpoint",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        hide = true
+    )]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// `service.name` of exported traces (default `nerve`).
+    #[arg(long = "otel-service-name", env = "OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
     /// Subcommand; none starts the hub.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -174,6 +188,8 @@ pub struct FileConfig {
     pub tls: crate::tls::TlsSettings,
     /// Browser origins and CORS.
     pub security: SecuritySettings,
+    /// Trace export.
+    pub telemetry: crate::telemetry::TelemetrySettings,
 }
 
 /// One Redis URL or several (a Redis Cluster's seed nodes).
@@ -221,6 +237,8 @@ pub struct Config {
     pub tls: crate::tls::TlsSettings,
     /// Browser origins and CORS.
     pub security: SecuritySettings,
+    /// Trace export (flags and environment over the file).
+    pub telemetry: crate::telemetry::TelemetrySettings,
 }
 
 /// A configuration error, with the file it came from.
@@ -325,7 +343,20 @@ impl Config {
             tls.cert_file = cli.tls_cert.clone();
             tls.key_file = cli.tls_key.clone();
         }
+        let mut telemetry = file.telemetry;
+        if let Some(e) = cli
+            .otlp_endpoint
+            .clone()
+            .or_else(|| cli.otel_exporter_otlp_endpoint.clone())
+        {
+            telemetry.otlp_endpoint = Some(e);
+        }
+        telemetry.otlp_endpoint = telemetry.otlp_endpoint.filter(|e| !e.trim().is_empty());
+        if let Some(n) = cli.otel_service_name.clone().filter(|n| !n.is_empty()) {
+            telemetry.service_name = n;
+        }
         let config = Config {
+            telemetry,
             tls,
             security: file.security,
             bus: file.bus,
@@ -385,6 +416,7 @@ impl Config {
         }
         self.upstream.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate().map_err(ConfigError::Invalid)?;
+        self.telemetry.validate().map_err(ConfigError::Invalid)?;
         let c = &self.cluster;
         if c.heartbeat_ms == 0 || c.presence_ttl_ms < c.heartbeat_ms * 2 {
             return bad(
@@ -469,6 +501,55 @@ mod tests {
         assert_eq!(c.access_keys, vec!["a", "b"]);
         assert_eq!(c.limits.outbox_messages, 5);
         assert!(c.hub_settings("chat").anonymous_connect);
+    }
+
+    #[test]
+    fn telemetry_from_flags_env_names_or_file() {
+        let c = Config::merge(&cli(&[]), FileConfig::default()).unwrap();
+        assert_eq!(c.telemetry.otlp_endpoint, None);
+        assert_eq!(c.telemetry.service_name, "nerve");
+        let file: FileConfig = toml::from_str(
+            "[telemetry]\notlp_endpoint = \"http://file:4318\"\nservice_name = \"edge\"\n",
+        )
+        .unwrap();
+        let c = Config::merge(&cli(&[]), file).unwrap();
+        assert_eq!(
+            c.telemetry.traces_url().as_deref(),
+            Some("http://file:4318/v1/traces")
+        );
+        assert_eq!(c.telemetry.service_name, "edge");
+        let c = Config::merge(
+            &cli(&[
+                "--otel-exporter-otlp-endpoint",
+                "http://std:4318",
+                "--otel-service-name",
+                "hub-a",
+            ]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.telemetry.otlp_endpoint.as_deref(),
+            Some("http://std:4318")
+        );
+        assert_eq!(c.telemetry.service_name, "hub-a");
+        let c = Config::merge(
+            &cli(&[
+                "--otlp-endpoint",
+                "http://ours:4318",
+                "--otel-exporter-otlp-endpoint",
+                "http://std:4318",
+            ]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.telemetry.otlp_endpoint.as_deref(),
+            Some("http://ours:4318")
+        );
+        assert!(
+            Config::merge(&cli(&["--otlp-endpoint", "ftp://x"]), FileConfig::default()).is_err()
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod rest;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod telemetry;
 pub mod tls;
 pub mod transport;
 pub mod upstream;

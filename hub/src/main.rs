@@ -5,9 +5,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use nerve_hub::config::{Cli, Command, Config, ConfigAction};
+use nerve_hub::telemetry::Telemetry;
 use nerve_hub::{AppState, serve};
 use tokio_util::sync::CancellationToken;
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -34,6 +38,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             println!("listen = {}", c.listen);
             println!("access keys = {}", c.access_keys.len());
             println!("limits = {:?}", c.limits);
+            match c.telemetry.traces_url() {
+                Some(url) => println!(
+                    "telemetry = OTLP/HTTP to {url}, service.name {}",
+                    c.telemetry.service_name
+                ),
+                None => println!("telemetry = off"),
+            }
             for (name, hub) in &c.hubs {
                 println!("hub {name} = {hub:?}");
             }
@@ -48,13 +59,56 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::resolve(&cli)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_new(&config.log_level)
-                .with_context(|| format!("invalid --log-level '{}'", config.log_level))?,
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("invalid --log-level '{}'", config.log_level))?;
+    // The exporter starts before the runtime and stops after it, so its last batch is sent
+    // once every request has finished.
+    let telemetry = Telemetry::start(&config.telemetry, &config.node_id)
+        .context("start the OTLP trace exporter")?;
+    let telemetry = match telemetry {
+        None => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            None
+        }
+        Some((telemetry, tracer)) => {
+            // The log filter applies to the log lines only: spans of the hub and the bus are
+            // exported at info level whatever is logged. Log events are not exported: their
+            // fields (e.g. a webhook URL with a function key) are not vetted for secrets.
+            let exported = filter_fn(|m| {
+                m.is_span()
+                    && *m.level() <= Level::INFO
+                    && (m.target().starts_with("nerve_hub")
+                        || m.target().starts_with("nerve_agentbus"))
+            });
+            tracing_subscriber::registry()
+                .with(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(tracer)
+                        .with_filter(exported),
+                )
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(std::io::stderr)
+                        .with_filter(filter),
+                )
+                .init();
+            if let Some(url) = config.telemetry.traces_url() {
+                tracing::info!(%url, service = %config.telemetry.service_name, "exporting traces over OTLP/HTTP");
+            }
+            Some(telemetry)
+        }
+    };
+    let result = serve_until_signal(config);
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    result
+}
+
+fn serve_until_signal(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

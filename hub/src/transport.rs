@@ -153,7 +153,15 @@ async fn connect(
             user_id: user_id.as_deref().map(Arc::from),
             subprotocol: subprotocol_name.as_deref().map(Arc::from),
         };
-        let outcome = match app.upstream.connect(&ctx, &request).await {
+        let span = crate::request_span!(
+            "ws.connect",
+            otel.kind = "server",
+            hub = %hub_key,
+            connection_id = %conn_id,
+        );
+        crate::telemetry::set_parent_from_headers(&span, &headers);
+        let connecting = app.upstream.connect(&ctx, &request);
+        let outcome = match tracing::Instrument::instrument(connecting, span).await {
             Ok(Some(o)) => o,
             Ok(None) => Default::default(),
             Err(refused) => {

@@ -59,13 +59,24 @@ fn reply(id: &Value, r: Result<Value, RpcError>) -> Response {
     Json(body).into_response()
 }
 
-/// `POST /a2a`
+/// `POST /a2a`, in a span that is a child of the caller's `traceparent`.
 pub async fn handle(
     State(cell): State<BridgeCell>,
     headers: HeaderMap,
     uri: Uri,
     body: axum::body::Bytes,
 ) -> Response {
+    let span = crate::request_span!(
+        "a2a",
+        otel.kind = "server",
+        method = tracing::field::Empty,
+        task = tracing::field::Empty,
+    );
+    crate::telemetry::set_parent_from_headers(&span, &headers);
+    tracing::Instrument::instrument(rpc(cell, headers, uri, body), span).await
+}
+
+async fn rpc(cell: BridgeCell, headers: HeaderMap, uri: Uri, body: axum::body::Bytes) -> Response {
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -106,17 +117,19 @@ pub async fn handle(
         "agent/getAuthenticatedExtendedCard" => "GetExtendedAgentCard",
         m => m,
     };
+    tracing::Span::current().record("method", method);
+    let traceparent = crate::telemetry::header_traceparent(&headers);
     match method {
         "SendMessage" => reply(
             &id,
-            send(&bridge, &grants, &params, false)
+            send(&bridge, &grants, &params, false, traceparent)
                 .await
                 .map(|(v, _, _)| v),
         ),
         "SendStreamingMessage" => {
             // Listen before submitting, so no event between the two is missed.
             let live = bridge.bus.transport().live();
-            match send(&bridge, &grants, &params, true).await {
+            match send(&bridge, &grants, &params, true, traceparent).await {
                 Ok((_, task_id, first)) => {
                     let start = super::stream::Start { live, first };
                     super::stream::sse(bridge, id, task_id, Some(start)).into_response()
@@ -220,6 +233,7 @@ async fn send(
     grants: &Grants,
     params: &Value,
     streaming: bool,
+    traceparent: Option<String>,
 ) -> Result<Sent, RpcError> {
     let mut msg: Message = params
         .get("message")
@@ -280,7 +294,12 @@ async fn send(
         if let Some(c) = &msg.context_id {
             req = req.context_id(c.clone());
         }
-        bus.submit(req).await?.task_id
+        if let Some(tp) = crate::telemetry::traceparent_for_submit(traceparent) {
+            req = req.traceparent(tp);
+        }
+        let id = bus.submit(req).await?.task_id;
+        tracing::Span::current().record("task", id.as_str());
+        id
     };
     if streaming {
         let first = match before {

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use nerve_agentbus::a2a::Role;
 use nerve_agentbus::{BusError, Message, SubmitRequest, TaskRecord};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::grants::{Grants, Verb};
 use super::history::{Selector, history};
@@ -104,6 +105,49 @@ pub struct Caller {
     pub grants: Grants,
     /// The `/bus/ws` connection, if the call came over one.
     pub remote: Option<Arc<Remote>>,
+    /// The caller's `traceparent` header (`POST /bus/api`), if well-formed.
+    pub traceparent: Option<String>,
+}
+
+/// The span of one bus operation, a child of the caller's span named by `data.traceparent`
+/// (a disabled span when trace export is off, and for agent heartbeats, which say nothing).
+pub(crate) fn op_span(op: &str, caller: &Caller, data: &Value) -> tracing::Span {
+    if op == "bus.heartbeat" {
+        return tracing::Span::none();
+    }
+    let span = crate::request_span!(
+        "bus.op",
+        otel.name = op,
+        otel.kind = "server",
+        op,
+        user = caller.grants.principal.as_deref().unwrap_or(""),
+        task = tracing::field::Empty,
+    );
+    if let Some(tp) = data.get("traceparent").and_then(Value::as_str) {
+        crate::telemetry::set_parent_from_traceparent(&span, tp);
+    }
+    span
+}
+
+/// The `traceparent` a task submitted with `data` carries: `data.traceparent` (checked) or the
+/// caller's header, replaced by the hub's own span when trace export is on.
+fn submit_traceparent(caller: &Caller, data: &Value) -> Result<Option<String>, OpError> {
+    let explicit = match data.get("traceparent") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(tp)) => {
+            nerve_agentbus::envelope::validate_traceparent(tp)
+                .map_err(|e| OpError::BadRequest(e.to_string()))?;
+            Some(tp.clone())
+        }
+        Some(_) => {
+            return Err(OpError::BadRequest(
+                "'traceparent' must be a W3C traceparent string".into(),
+            ));
+        }
+    };
+    Ok(crate::telemetry::traceparent_for_submit(
+        explicit.or_else(|| caller.traceparent.clone()),
+    ))
 }
 
 /// Runs operation `op` with `data` for `caller`.
@@ -226,8 +270,11 @@ pub async fn http(
     let caller = Caller {
         grants,
         remote: None,
+        traceparent: crate::telemetry::header_traceparent(&headers),
     };
-    match call(&bridge, &caller, &op, data).await {
+    let span = op_span(&op, &caller, &data);
+    crate::telemetry::set_parent_from_headers(&span, &headers);
+    match call(&bridge, &caller, &op, data).instrument(span).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => (e.status(), Json(e.to_json())).into_response(),
     }
@@ -244,6 +291,9 @@ async fn submit(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<Value,
             .insert("userId".into(), Value::from(p.as_str()));
     }
     let mut req = SubmitRequest::new(cap, msg);
+    if let Some(tp) = submit_traceparent(caller, data)? {
+        req = req.traceparent(tp);
+    }
     if let Some(c) = data.get("contextId").and_then(Value::as_str) {
         req = req.context_id(c);
     }
@@ -269,6 +319,7 @@ async fn submit(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<Value,
         }
     }
     let handle = bridge.bus.submit(req).await?;
+    tracing::Span::current().record("task", handle.task_id.as_str());
     if let Some(r) = &caller.remote {
         r.remember_submitted(&handle.task_id);
     }

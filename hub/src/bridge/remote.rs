@@ -249,11 +249,16 @@ impl Remote {
             },
         );
         let rec = ctx.record();
+        // The agent continues the trace: the hub's delivery span when exporting, else the
+        // submitter's traceparent from the envelope.
+        let traceparent =
+            crate::telemetry::current_traceparent().or_else(|| ctx.envelope().traceparent.clone());
         let note = json!({
             "kind": "bus.task",
             "capability": rec.capability,
             "correlationId": rec.correlation_id,
             "deliveries": ctx.deliveries(),
+            "traceparent": traceparent,
             "task": rec.task,
         });
         let cancel = ctx.cancelled();

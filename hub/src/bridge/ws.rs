@@ -13,6 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::grants::Grants;
 use super::ops::{Caller, OpError, call};
@@ -90,6 +91,7 @@ async fn run(bridge: Arc<Bridge>, grants: Grants, socket: WebSocket, keepalive: 
     let caller = Arc::new(Caller {
         grants,
         remote: Some(remote.clone()),
+        traceparent: None,
     });
     if tx.send(hello.to_string()).await.is_ok() {
         let shutdown = bridge.app.shutdown.clone();
@@ -149,7 +151,8 @@ async fn on_frame(
             let run = {
                 let (bridge, caller, tx) = (bridge.clone(), caller.clone(), tx.clone());
                 async move {
-                    let r = call(&bridge, &caller, &op, data).await;
+                    let span = super::ops::op_span(&op, &caller, &data);
+                    let r = call(&bridge, &caller, &op, data).instrument(span).await;
                     let _ = tx.send(invoke_response(&id, r)).await;
                 }
             };
@@ -164,7 +167,8 @@ async fn on_frame(
             let run = {
                 let (bridge, caller, tx) = (bridge.clone(), caller.clone(), tx.clone());
                 async move {
-                    let r = call(&bridge, &caller, &op, data).await;
+                    let span = super::ops::op_span(&op, &caller, &data);
+                    let r = call(&bridge, &caller, &op, data).instrument(span).await;
                     if let Err(e) = &r {
                         tracing::debug!(%op, error = %e, "bus event failed");
                     }

@@ -25,6 +25,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::limits::RestCaller;
@@ -89,11 +90,25 @@ async fn dispatch(
         uri,
     };
     let route = op_name(&op);
+    let span = crate::request_span!(
+        "rest",
+        otel.name = %format_args!("rest {route}"),
+        otel.kind = "server",
+        hub = %call.hub,
+        op = route,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::set_parent_from_headers(&span, &call.headers);
     let started = std::time::Instant::now();
-    let response = match run(&call, op, body).await {
+    let response = match run(&call, op, body).instrument(span.clone()).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     crate::metrics::global().rest_request(route, started.elapsed());
     response
 }

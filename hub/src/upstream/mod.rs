@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 use crate::auth::AccessKeys;
 use crate::config::Config;
@@ -315,15 +315,35 @@ impl Upstream {
         body: Bytes,
         state: Option<String>,
     ) -> Result<Reply, UpstreamError> {
-        let result = self.call(ctx, event, content_type, body, state).await;
-        crate::metrics::global().upstream_call(match &result {
+        let span = crate::request_span!(
+            "upstream",
+            otel.name = %format_args!("upstream {}", event.name()),
+            otel.kind = "client",
+            hub = %ctx.hub,
+            event = event.name(),
+            connection_id = %ctx.connection_id,
+            user = ctx.user_id.as_deref().unwrap_or(""),
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self
+            .call(ctx, event, content_type, body, state)
+            .instrument(span.clone())
+            .await;
+        let outcome = match &result {
             Ok(_) => Ok(()),
             Err(UpstreamError::NoHandler(_)) => Err("no_handler"),
             Err(UpstreamError::Timeout(_)) => Err("timeout"),
             Err(UpstreamError::Status { .. }) => Err("status"),
             Err(UpstreamError::Unreachable(_)) => Err("unreachable"),
             Err(UpstreamError::NotValidated(_)) => Err("not_validated"),
-        });
+        };
+        // The outcome's kind only: error texts can hold the handler URL and its query keys.
+        span.record("outcome", outcome.err().unwrap_or("ok"));
+        if outcome.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        crate::metrics::global().upstream_call(outcome);
         result
     }
 
@@ -349,6 +369,10 @@ impl Upstream {
         for (k, v) in
             cloudevents::headers(event, ctx, &self.origin, self.keys.all(), state.as_deref())
         {
+            req = req.header(k, v);
+        }
+        // CloudEvents distributed tracing, binary mode: the W3C headers of the hub's span.
+        for (k, v) in crate::telemetry::current_headers() {
             req = req.header(k, v);
         }
         debug!(%url, event = event.name(), "upstream call");

@@ -154,6 +154,80 @@ pub fn spawn_nerve(
     (child, port, config)
 }
 
+/// Everything a hub started with [`HubProcess::start_logged`] printed, stdout and stderr.
+pub type Output = std::sync::Arc<std::sync::Mutex<String>>;
+
+impl HubProcess {
+    /// Starts the hub with a TOML file, extra flags and environment variables (the
+    /// `OTEL_*`/`NERVE_OTLP_*` variables of the test's own environment are removed first);
+    /// returns it with everything it prints.
+    pub fn start_logged(toml: &str, extra: &[&str], env: &[(&str, &str)]) -> (Self, Output) {
+        let key = format!("test-key-{}", rand_suffix());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nerve"));
+        cmd.args(["--listen", "127.0.0.1:0", "--access-key", &key]);
+        if !extra.contains(&"--log-level") {
+            cmd.args(["--log-level", "warn"]);
+        }
+        cmd.args(extra);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OTEL_") || k.starts_with("NERVE_OTLP") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().copied());
+        let config = (!toml.is_empty()).then(|| {
+            let path = std::env::temp_dir().join(format!("nerve-test-{}.toml", rand_suffix()));
+            std::fs::write(&path, toml).expect("write config");
+            cmd.arg("--config").arg(&path);
+            tempfile_path::TempFile(path)
+        });
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nerve");
+        let output = Output::default();
+        let stderr = child.stderr.take().expect("stderr");
+        let out = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut o = out.lock().expect("output");
+                o.push_str(&line);
+                o.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        let mut port = None;
+        for line in lines.by_ref() {
+            let mut o = output.lock().expect("output");
+            o.push_str(&line);
+            o.push('\n');
+            if let Some(rest) = line.strip_prefix("Endpoint=http://127.0.0.1:") {
+                port = rest.split(';').next().and_then(|p| p.parse::<u16>().ok());
+                break;
+            }
+        }
+        let port = port.expect("nerve exited before printing its endpoint");
+        let out = output.clone();
+        std::thread::spawn(move || {
+            for line in lines {
+                let mut o = out.lock().expect("output");
+                o.push_str(&line);
+                o.push('\n');
+            }
+        });
+        let hub = HubProcess {
+            child,
+            port,
+            key,
+            _config: config,
+        };
+        (hub, output)
+    }
+}
+
 impl Drop for HubProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
