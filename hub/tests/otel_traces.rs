@@ -345,6 +345,22 @@ async fn an_upstream_webhook_carries_the_trace_of_the_websocket_upgrade() {
     assert_no_secrets(&collector.spans(), &[&hub.key, &token]);
 }
 
+/// Submits an `echo` task through `/bus/api` with `traceparent`; answers the token it used
+/// and the result.
+async fn submit_echo(hub: &HubProcess, traceparent: &str) -> (String, Value) {
+    let token = hub.token("bus", Some("alice"), &["bus.submit.echo"], &[]);
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/bus/api/bus.submit", hub.port))
+        .bearer_auth(&token)
+        .header("traceparent", traceparent)
+        .json(&json!({"capability": "echo", "text": "hello"}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status().as_u16(), 200);
+    (token, r.json().await.expect("json"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bus_task_is_handled_in_the_submitters_trace() {
     let collector = Collector::start().await;
@@ -356,20 +372,8 @@ async fn a_bus_task_is_handled_in_the_submitters_trace() {
         .await;
 
     let (trace, parent, tp) = new_traceparent();
-    let token = hub.token("bus", Some("alice"), &["bus.submit.echo"], &[]);
-    let r = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/bus/api/bus.submit", hub.port))
-        .bearer_auth(&token)
-        .header("traceparent", &tp)
-        .json(&json!({"capability": "echo", "text": "hello"}))
-        .send()
-        .await
-        .expect("submit");
-    assert_eq!(r.status().as_u16(), 200);
-    let task_id = r.json::<Value>().await.expect("json")["taskId"]
-        .as_str()
-        .expect("task id")
-        .to_string();
+    let (token, submitted) = submit_echo(&hub, &tp).await;
+    let task_id = submitted["taskId"].as_str().expect("task id").to_string();
 
     let pushed = agent.push("bus.task").await;
     assert_eq!(pushed["task"]["id"], task_id.as_str());
@@ -454,16 +458,7 @@ async fn without_an_endpoint_nothing_is_exported_and_nothing_is_said() {
         .ok("bus.register", json!({"card": card("echo-2", &["echo"])}))
         .await;
     let (_, _, tp) = new_traceparent();
-    let token = hub.token("bus", Some("alice"), &["bus.submit.echo"], &[]);
-    let r = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/bus/api/bus.submit", hub.port))
-        .bearer_auth(&token)
-        .header("traceparent", &tp)
-        .json(&json!({"capability": "echo", "text": "hello"}))
-        .send()
-        .await
-        .expect("submit");
-    assert_eq!(r.status().as_u16(), 200);
+    submit_echo(&hub, &tp).await;
     let pushed = agent.push("bus.task").await;
     assert_eq!(pushed["traceparent"], tp.as_str());
 

@@ -123,12 +123,7 @@ pub fn spawn_nerve(
         cmd.args(["--access-key", k]);
     }
     cmd.args(extra);
-    let config = (!toml.is_empty()).then(|| {
-        let path = std::env::temp_dir().join(format!("nerve-test-{}.toml", rand_suffix()));
-        std::fs::write(&path, toml).expect("write config");
-        cmd.arg("--config").arg(&path);
-        tempfile_path::TempFile(path)
-    });
+    let config = config_file(&mut cmd, toml);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -154,6 +149,16 @@ pub fn spawn_nerve(
     (child, port, config)
 }
 
+/// Writes `toml` (unless empty) to a temporary file and passes it with `--config`.
+fn config_file(cmd: &mut Command, toml: &str) -> Option<tempfile_path::TempFile> {
+    (!toml.is_empty()).then(|| {
+        let path = std::env::temp_dir().join(format!("nerve-test-{}.toml", rand_suffix()));
+        std::fs::write(&path, toml).expect("write config");
+        cmd.arg("--config").arg(&path);
+        tempfile_path::TempFile(path)
+    })
+}
+
 /// Everything a hub started with [`HubProcess::start_logged`] printed, stdout and stderr.
 pub type Output = std::sync::Arc<std::sync::Mutex<String>>;
 
@@ -175,12 +180,7 @@ impl HubProcess {
             }
         }
         cmd.envs(env.iter().copied());
-        let config = (!toml.is_empty()).then(|| {
-            let path = std::env::temp_dir().join(format!("nerve-test-{}.toml", rand_suffix()));
-            std::fs::write(&path, toml).expect("write config");
-            cmd.arg("--config").arg(&path);
-            tempfile_path::TempFile(path)
-        });
+        let config = config_file(&mut cmd, toml);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
