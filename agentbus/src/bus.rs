@@ -19,7 +19,7 @@ use crate::error::{BusError, check_name};
 use crate::stats::BusStats;
 use crate::task::{Applied, TaskEvent, TaskRecord};
 use crate::transport::{
-    DeadLetter, MemoryTransport, Partition, RedisTransport, SharedContext, Transport,
+    DeadLetter, MemoryTransport, Partition, QueueLevels, RedisTransport, SharedContext, Transport,
 };
 use crate::waiters::{WaitGuard, Waiters};
 
@@ -362,6 +362,27 @@ impl Bus {
             out.extend(self.inner.transport.dead_letters(&p, 1000).await?);
         }
         Ok(out)
+    }
+
+    /// Messages of `capability` waiting, in flight and dead-lettered, over all its partitions.
+    pub async fn queue_levels(&self, capability: &str) -> Result<QueueLevels, BusError> {
+        let mut total = QueueLevels::default();
+        for p in self.partitions(capability) {
+            total += self.inner.transport.queue_levels(&p).await?;
+        }
+        Ok(total)
+    }
+
+    /// Queue levels of every declared capability, summed.
+    pub async fn total_queue_levels(&self) -> Result<QueueLevels, BusError> {
+        let mut total = QueueLevels::default();
+        for (capability, partitions) in self.inner.transport.capabilities().await? {
+            for i in 0..partitions.max(1) {
+                let p = Partition::new(capability.as_str(), i);
+                total += self.inner.transport.queue_levels(&p).await?;
+            }
+        }
+        Ok(total)
     }
 
     /// Puts a dead letter back on its queue with a fresh delivery count. A dead-lettered task

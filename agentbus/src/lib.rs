@@ -40,5 +40,5 @@ pub use rpc::Request;
 pub use stats::{BusStats, BusStatsSnapshot};
 pub use submit::{DEAD_LETTERED, SubmitRequest, TaskHandle};
 pub use task::{TaskEvent, TaskRecord};
-pub use transport::{DeadLetter, EnqueueOutcome, Partition, SharedContext, Transport};
+pub use transport::{DeadLetter, EnqueueOutcome, Partition, QueueLevels, SharedContext, Transport};
 pub use watch::TaskUpdates;

@@ -217,15 +217,25 @@ async fn bus_metrics_show_in_flight_redeliveries_and_dead_letters() {
     agent
         .ok("bus.register", json!({"card": card("flaky", &["flaky"])}))
         .await;
-    let mut client = BusClient::connect(&hub, "c", &["bus.submit.flaky"]).await;
-    let sub = client
-        .ok("bus.submit", json!({"capability": "flaky", "text": "job"}))
-        .await;
-    let task_id = sub["taskId"].as_str().expect("id").to_string();
+    let mut client = BusClient::connect(&hub, "c", &["bus.submit.flaky", "bus.submit.idle"]).await;
     let port = hub.port;
     let scrape = |name: &'static str| async move {
         common::metric(&common::http_get(port, "/metrics").await, name)
     };
+    // Two tasks for a capability nobody serves wait in its queue.
+    for _ in 0..2 {
+        client
+            .ok("bus.submit", json!({"capability": "idle", "text": "later"}))
+            .await;
+    }
+    nerve_testkit::eventually(common::WAIT, "two messages waiting", || async move {
+        (scrape("nerve_bus_depth").await == 2.0).then_some(())
+    })
+    .await;
+    let sub = client
+        .ok("bus.submit", json!({"capability": "flaky", "text": "job"}))
+        .await;
+    let task_id = sub["taskId"].as_str().expect("id").to_string();
     // The agent holds the task: one delivery in flight on this node.
     let got = agent.push("bus.task").await;
     assert_eq!(got["deliveries"], 1);

@@ -113,10 +113,7 @@ async fn a_browser_watches_a_chain_answers_and_resumes_by_cursor() {
     .await;
     let tree = &hist["snapshot"];
     assert_eq!(tree["roots"][0]["taskId"], root.as_str());
-    assert_eq!(
-        tree["roots"][0]["children"][0]["taskId"],
-        child_id.as_str()
-    );
+    assert_eq!(tree["roots"][0]["children"][0]["taskId"], child_id.as_str());
     assert_eq!(
         tree["roots"][0]["children"][0]["state"],
         "TASK_STATE_COMPLETED"

@@ -121,6 +121,25 @@ pub struct DeadLetter {
     pub dead_lettered_ms: u64,
 }
 
+/// How many messages a partition (or a capability, summed) holds, by where they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueLevels {
+    /// Waiting: enqueued and never delivered, or scheduled, or backing off before a retry.
+    pub waiting: u64,
+    /// Delivered to a consumer and not settled yet.
+    pub in_flight: u64,
+    /// In the dead-letter queue.
+    pub dead: u64,
+}
+
+impl std::ops::AddAssign for QueueLevels {
+    fn add_assign(&mut self, other: QueueLevels) {
+        self.waiting += other.waiting;
+        self.in_flight += other.in_flight;
+        self.dead += other.dead;
+    }
+}
+
 /// The latest shared context for a `contextid`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SharedContext {
@@ -191,6 +210,8 @@ pub trait Transport: Send + Sync + 'static {
     ) -> TransportResult<Vec<DeadLetter>>;
     /// Puts a dead letter back on its queue with a fresh delivery count; false if it is gone.
     async fn redrive(&self, partition: &Partition, entry_id: &str) -> TransportResult<bool>;
+    /// How many messages the partition holds waiting, in flight and dead-lettered.
+    async fn queue_levels(&self, partition: &Partition) -> TransportResult<QueueLevels>;
     /// Records the number of partitions of a capability, for tools that list queues.
     async fn declare_capability(&self, capability: &str, partitions: u16) -> TransportResult<()>;
     /// Capabilities with a queue, and their partition counts.

@@ -3,6 +3,7 @@
 
 pub mod crash;
 pub mod delivery;
+pub mod levels;
 pub mod tasks;
 
 /// Expands to one `#[tokio::test]` per suite case, each with a fresh harness from `$make`.
@@ -17,6 +18,7 @@ macro_rules! transport_suite {
             delivery::poison_message_dead_letters_then_redrives,
             delivery::per_key_order_under_concurrency,
             delivery::max_in_flight_backpressure,
+            levels::queue_levels_follow_waiting_in_flight_and_dead,
             crash::crashed_consumer_work_is_redelivered_once,
             crash::crash_loop_dead_letters_by_delivery_count,
             crash::panicking_handler_is_retried,

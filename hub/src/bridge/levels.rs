@@ -1,5 +1,6 @@
-//! Mirrors the agent bus's own counters into the hub's Prometheus metrics, once a second,
-//! so a scrape never waits on the bus.
+//! Mirrors the agent bus into the hub's Prometheus metrics in the background, so a scrape
+//! never waits on the bus: its own counters once a second, and the queue depth (which asks the
+//! transport, one call per partition) every few seconds.
 
 use std::time::Duration;
 
@@ -9,12 +10,15 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics;
 
 /// How often the bus's counters are copied.
-const INTERVAL: Duration = Duration::from_secs(1);
+const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+/// How often the queues are asked how deep they are.
+const DEPTH_EVERY: u32 = 2;
 
-/// Copies the bus's counters into the metrics until `shutdown`.
+/// Copies the bus's counters and queue depth into the metrics until `shutdown`.
 pub(super) async fn mirror(bus: Bus, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(INTERVAL);
+    let mut tick = tokio::time::interval(COUNTERS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u32;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -24,5 +28,12 @@ pub(super) async fn mirror(bus: Bus, shutdown: CancellationToken) {
         let m = metrics::global();
         m.bus_in_flight(s.in_flight);
         m.bus_totals(s.redelivered, s.dead_lettered);
+        ticks = ticks.wrapping_add(1);
+        if ticks % DEPTH_EVERY == 1 {
+            match bus.total_queue_levels().await {
+                Ok(levels) => m.bus_depth(levels.waiting),
+                Err(e) => tracing::debug!(error = %e, "agent bus queue depth unavailable"),
+            }
+        }
     }
 }

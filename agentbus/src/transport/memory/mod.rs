@@ -14,8 +14,8 @@ use tokio::sync::{Notify, broadcast};
 
 use self::queue::Queue;
 use super::{
-    DeadLetter, Delivery, EnqueueOutcome, Partition, SharedContext, Transport, TransportConfig,
-    TransportResult,
+    DeadLetter, Delivery, EnqueueOutcome, Partition, QueueLevels, SharedContext, Transport,
+    TransportConfig, TransportResult,
 };
 use crate::a2a::AgentCard;
 use crate::clock;
@@ -174,6 +174,9 @@ impl Transport for MemoryTransport {
             self.notifier(p).notify_waiters();
         }
         Ok(ok)
+    }
+    async fn queue_levels(&self, p: &Partition) -> TransportResult<QueueLevels> {
+        Ok(self.with_queue(p, |q| q.levels()))
     }
 
     async fn declare_capability(&self, capability: &str, partitions: u16) -> TransportResult<()> {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::envelope::Envelope;
-use crate::transport::{DeadLetter, Delivery, EnqueueOutcome, Partition};
+use crate::transport::{DeadLetter, Delivery, EnqueueOutcome, Partition, QueueLevels};
 
 struct Pending {
     consumer: String,
@@ -217,6 +217,15 @@ impl Queue {
 
     pub fn dead_letters(&self, max: usize) -> Vec<DeadLetter> {
         self.dead.values().take(max).cloned().collect()
+    }
+
+    pub fn levels(&self) -> QueueLevels {
+        QueueLevels {
+            waiting: (self.entries.len().saturating_sub(self.pending.len()) + self.delayed.len())
+                as u64,
+            in_flight: self.pending.len() as u64,
+            dead: self.dead.len() as u64,
+        }
     }
 
     pub fn redrive(&mut self, entry_id: &str) -> bool {

@@ -17,6 +17,7 @@
 //! | `bus:{corr:<id>}` | list | every event of a correlation chain |
 //! | `bus:tasks`, `bus:capabilities`, `bus:agents`, `bus:events` | zset, hash, hash, stream | indexes, registry, live feed |
 
+mod levels;
 mod queue;
 mod scripts;
 mod state;
@@ -34,8 +35,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    DeadLetter, Delivery, EnqueueOutcome, Partition, SharedContext, Transport, TransportConfig,
-    TransportError, TransportResult,
+    DeadLetter, Delivery, EnqueueOutcome, Partition, QueueLevels, SharedContext, Transport,
+    TransportConfig, TransportError, TransportResult,
 };
 use crate::a2a::AgentCard;
 use crate::envelope::Envelope;
@@ -273,6 +274,9 @@ impl Transport for RedisTransport {
     }
     async fn redrive(&self, p: &Partition, entry_id: &str) -> TransportResult<bool> {
         self.q_redrive(p, entry_id).await
+    }
+    async fn queue_levels(&self, p: &Partition) -> TransportResult<QueueLevels> {
+        self.q_levels(p).await
     }
     async fn declare_capability(&self, capability: &str, partitions: u16) -> TransportResult<()> {
         self.q_declare_capability(capability, partitions).await
