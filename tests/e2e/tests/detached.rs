@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use nerve_e2e::{Client, Node, WAIT, client_token, rest};
-use nerve_testkit::{RedisServer, eventually};
+use nerve_testkit::{RedisCluster, RedisServer, eventually};
 use serde_json::{Value, json};
 
 fn texts(c: &Client) -> Vec<String> {
@@ -46,8 +46,25 @@ async fn gone_on(port: u16, id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_for_a_client_between_nodes_reach_it_once_in_order() {
     let redis = RedisServer::start();
-    let mut a = Node::start("da", &[redis.url()], false);
-    let b = Node::start("db", &[redis.url()], false);
+    let id = between_nodes(&[redis.url()], false).await;
+    assert_eq!(
+        redis_cli(&redis, &["HEXISTS", "nerve:{nodes}:detached", &id]),
+        "0",
+        "a resumed session is no longer detached"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_a_client_between_nodes_reach_it_on_a_redis_cluster() {
+    let redis = RedisCluster::start(3);
+    between_nodes(&redis.urls(), true).await;
+}
+
+/// A reliable client on node A, A killed, sends of every kind through node B, then the client
+/// resumes through B; returns its connection id.
+async fn between_nodes(urls: &[String], cluster: bool) -> String {
+    let mut a = Node::start("da", urls, cluster);
+    let b = Node::start("db", urls, cluster);
     a.wait_ready().await;
     b.wait_ready().await;
     let ports = [a.port, b.port];
@@ -102,11 +119,7 @@ async fn messages_for_a_client_between_nodes_reach_it_once_in_order() {
     c.wait_count(10).await;
     assert_eq!(c.count(), 10);
     assert_eq!(c.sequence_ids().last(), Some(&10));
-    assert_eq!(
-        redis_cli(&redis, &["HEXISTS", "nerve:{nodes}:detached", &id]),
-        "0",
-        "a resumed session is no longer detached"
-    );
+    id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,4 +190,38 @@ async fn a_detached_session_keeps_a_bounded_number_of_messages() {
     assert_eq!(fresh.received(), [json!("fresh")]);
     let keys = redis_cli(&redis, &["KEYS", &format!("nerve:{{s:{id}}}:*")]);
     assert_eq!(keys, "", "no keys of the dropped session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_a_client_of_a_drained_node_reach_it_after_it_resumes() {
+    let redis = RedisServer::start();
+    let mut a = Node::start("ra", &[redis.url()], false);
+    let b = Node::start("rb", &[redis.url()], false);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let ports = [a.port, b.port];
+    let c = Client::connect(a.port, &client_token(Some("dave")), true, &ports).await;
+    let id = c.id();
+    send(b.port, &format!("/connections/{id}/:send"), "before").await;
+    c.wait_count(1).await;
+
+    c.hold_resumption();
+    // A drain hands the session to the cluster (its record names no node) and closes.
+    a.terminate();
+    gone_on(b.port, &id).await;
+    for i in 0..3 {
+        send(
+            b.port,
+            &format!("/connections/{id}/:send"),
+            &format!("d{i}"),
+        )
+        .await;
+    }
+    c.allow_resumption();
+    c.wait_count(4).await;
+    send(b.port, &format!("/connections/{id}/:send"), "after").await;
+    c.wait_count(5).await;
+    assert_eq!(texts(&c), ["before", "d0", "d1", "d2", "after"]);
+    assert_eq!(c.sequence_ids(), (1..=5).collect::<Vec<u64>>());
+    assert_eq!(c.resumes(), 1);
 }

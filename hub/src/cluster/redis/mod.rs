@@ -8,6 +8,11 @@
 //! - Presence: hashes of connections, users and group members, each entry naming its node
 //!   incarnation; a node heartbeats into a sorted set, so a crashed node's entries stop
 //!   counting after the presence TTL.
+//! - Detached reliable sessions (their node died or drained, not resumed yet): messages to the
+//!   connection, its user or everyone are appended to the session in Redis, capped like the
+//!   outbox, and the node that resumes it sends them. Free while owners are alive: a direct
+//!   send finds the owner dead through presence or a publish nobody received, and the list of
+//!   detached sessions rides on the heartbeat.
 //! - Faults: one worker task owns every write; it reaches Redis through a reconnecting
 //!   client, and after an outage it re-subscribes and rewrites this node's presence under a
 //!   new incarnation. Its queue is bounded: past it, work is dropped and counted.
