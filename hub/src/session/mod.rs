@@ -398,16 +398,19 @@ impl Session {
     /// stays in the cluster's store when another node takes it over or this node drains.
     async fn finish(&mut self) {
         self.conn.close("", CLOSE_NO_RECOVERY);
-        self.hub.remove_connection(&self.conn);
         let app = self.app.clone();
-        if self.shared.is_some()
-            && let Some(store) = app.broker.sessions()
+        let store = app.broker.sessions().filter(|_| self.shared.is_some());
+        let hand_over = self.conn.is_handed_over() || self.app.shutdown.is_cancelled();
+        if store.is_some() && hand_over {
+            // Released before the connection leaves presence: a node that no longer finds
+            // the connection finds its session detached and keeps its messages there.
+            self.release().await;
+        }
+        self.hub.remove_connection(&self.conn);
+        if let Some(store) = store
+            && !hand_over
         {
-            if self.conn.is_handed_over() || self.app.shutdown.is_cancelled() {
-                self.release().await;
-            } else {
-                store.remove(&self.conn.id).await;
-            }
+            store.remove(&self.conn.id).await;
         }
         let reason = self
             .close_reason

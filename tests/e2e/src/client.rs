@@ -31,6 +31,7 @@ pub struct Closed {
 #[derive(Default)]
 struct Seen {
     data: Vec<Value>,
+    sequence_ids: Vec<u64>,
     acks: HashMap<u64, Value>,
     connection_id: Option<String>,
     token: Option<String>,
@@ -43,6 +44,7 @@ pub struct Client {
     out: mpsc::Sender<String>,
     next_ack: AtomicU64,
     resumes: Arc<AtomicUsize>,
+    hold: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -79,6 +81,7 @@ impl Client {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (out, rx) = mpsc::channel(256);
         let resumes = Arc::new(AtomicUsize::new(0));
+        let (hold, held) = tokio::sync::watch::channel(false);
         let mut ports: Vec<u16> = resume_ports
             .iter()
             .copied()
@@ -92,12 +95,14 @@ impl Client {
             seen.clone(),
             rx,
             resumes.clone(),
+            held,
         ));
         let client = Client {
             seen,
             out,
             next_ack: AtomicU64::new(1),
             resumes,
+            hold,
             task,
         };
         let s = client.seen.clone();
@@ -127,6 +132,22 @@ impl Client {
     /// How many times the session was resumed on a new socket.
     pub fn resumes(&self) -> usize {
         self.resumes.load(Ordering::Relaxed)
+    }
+
+    /// The sequence ids of the messages received (once each), in order.
+    pub fn sequence_ids(&self) -> Vec<u64> {
+        self.seen.lock().sequence_ids.clone()
+    }
+
+    /// Holds back resumption: after its socket drops, the client waits (as one that is
+    /// offline for a while) until [`Client::allow_resumption`].
+    pub fn hold_resumption(&self) {
+        self.hold.send_replace(true);
+    }
+
+    /// Lets a held client resume.
+    pub fn allow_resumption(&self) {
+        self.hold.send_replace(false);
     }
 
     /// How the connection ended, if it did for good.
@@ -204,6 +225,7 @@ async fn serve(
     seen: Arc<Mutex<Seen>>,
     mut rx: mpsc::Receiver<String>,
     resumes: Arc<AtomicUsize>,
+    mut held: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut last_seq = 0u64;
     let mut acked = 0u64;
@@ -216,7 +238,7 @@ async fn serve(
                 code: 1006,
                 reason: String::new(),
             },
-            _ => match resume(&ports, &mut next_port, &seen).await {
+            _ => match resume(&ports, &mut next_port, &seen, &mut held).await {
                 Some(new) => {
                     ws = new;
                     resumes.fetch_add(1, Ordering::Relaxed);
@@ -233,7 +255,13 @@ async fn serve(
     }
 }
 
-async fn resume(ports: &[u16], next: &mut usize, seen: &Mutex<Seen>) -> Option<Ws> {
+async fn resume(
+    ports: &[u16],
+    next: &mut usize,
+    seen: &Mutex<Seen>,
+    held: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Ws> {
+    held.wait_for(|h| !*h).await.ok()?;
     let (id, token) = {
         let s = seen.lock();
         (s.connection_id.clone()?, s.token.clone()?)
@@ -304,6 +332,7 @@ fn on_frame(v: Value, seen: &Mutex<Seen>, last_seq: &mut u64) {
                     return;
                 }
                 *last_seq = seq;
+                s.sequence_ids.push(seq);
             }
             s.data.push(v["data"].clone());
         }

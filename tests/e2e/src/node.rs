@@ -45,10 +45,15 @@ pub struct Node {
 impl Node {
     /// Starts a node on Redis `redis` (several URLs, or `cluster`, for a Redis Cluster).
     pub fn start(id: &str, redis: &[String], cluster: bool) -> Node {
+        Node::start_with(id, redis, cluster, "")
+    }
+
+    /// Starts a node with more configuration (TOML, e.g. a `[limits]` table).
+    pub fn start_with(id: &str, redis: &[String], cluster: bool, toml: &str) -> Node {
         let port = nerve_testkit::free_port();
         let config =
             std::env::temp_dir().join(format!("nerve-e2e-{}-{id}-{port}.toml", std::process::id()));
-        std::fs::write(&config, CLUSTER_TOML).expect("write node config");
+        std::fs::write(&config, format!("{toml}\n{CLUSTER_TOML}")).expect("write node config");
         let mut node = Node {
             port,
             id: id.to_string(),

@@ -58,3 +58,15 @@ pub fn session(conn: &str) -> String {
 pub fn session_frames(conn: &str) -> String {
     format!("{PREFIX}:{{s:{conn}}}:buf")
 }
+
+/// Every reliable session a node holds: connection id → `node#epoch\nhub\nuser`. Beside the
+/// node heartbeats (one slot), so one script finds the sessions of dead nodes.
+pub fn held_sessions() -> String {
+    format!("{PREFIX}:{{nodes}}:sessions")
+}
+
+/// Reliable sessions no node holds (their node died or released them) and not resumed yet:
+/// connection id → `node#epoch\nhub\nuser\nsince-ms`.
+pub fn detached_sessions() -> String {
+    format!("{PREFIX}:{{nodes}}:detached")
+}

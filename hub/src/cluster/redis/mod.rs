@@ -8,6 +8,11 @@
 //! - Presence: hashes of connections, users and group members, each entry naming its node
 //!   incarnation; a node heartbeats into a sorted set, so a crashed node's entries stop
 //!   counting after the presence TTL.
+//! - Detached reliable sessions (their node died or drained, not resumed yet): messages to the
+//!   connection, its user or everyone are appended to the session in Redis, capped like the
+//!   outbox, and the node that resumes it sends them. Free while owners are alive: a direct
+//!   send finds the owner dead through presence or a publish nobody received, and the list of
+//!   detached sessions rides on the heartbeat.
 //! - Faults: one worker task owns every write; it reaches Redis through a reconnecting
 //!   client, and after an outage it re-subscribes and rewrites this node's presence under a
 //!   new incarnation. Its queue is bounded: past it, work is dropped and counted.
@@ -77,7 +82,24 @@ pub(crate) enum Job {
     },
     /// A message or command for a channel.
     Channel { channel: String, bytes: Vec<u8> },
-    /// A message or command for the node holding a connection.
+    /// A message for one connection: to its node, or into its session while no live node
+    /// holds it.
+    Direct {
+        hub: String,
+        conn: String,
+        d: Arc<Delivery>,
+        bytes: Vec<u8>,
+    },
+    /// A message for a user or everyone: to every node, and into the matching detached
+    /// sessions.
+    Fanout {
+        hub: String,
+        target: Target,
+        scope: Scope,
+        d: Arc<Delivery>,
+        bytes: Vec<u8>,
+    },
+    /// A command for the node holding a connection.
     ToOwner {
         hub: String,
         conn: String,
@@ -104,6 +126,17 @@ pub(crate) struct Interest {
     subscribed: bool,
 }
 
+/// A reliable session no live node holds, as the last heartbeat saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Detached {
+    /// Connection id.
+    pub conn: String,
+    /// User id (empty for none).
+    pub user: String,
+    /// The node incarnation that held it last.
+    pub node: String,
+}
+
 /// The Redis broker.
 pub struct RedisBroker {
     pub(crate) settings: RedisSettings,
@@ -111,6 +144,8 @@ pub struct RedisBroker {
     pub(crate) ready: AtomicBool,
     pub(crate) epoch: AtomicU64,
     pub(crate) alive: RwLock<HashSet<String>>,
+    /// Detached reliable sessions per hub, refreshed every heartbeat (usually empty).
+    pub(crate) detached: RwLock<HashMap<String, Vec<Detached>>>,
     pub(crate) jobs: flume::Sender<Job>,
     /// Jobs queued and not finished yet (a drain waits for zero).
     pub(crate) pending: std::sync::atomic::AtomicUsize,
@@ -134,6 +169,7 @@ impl RedisBroker {
             // Unique per process, so a restarted node never revives its predecessor's entries.
             epoch: AtomicU64::new(worker::now_ms()),
             alive: RwLock::new(HashSet::new()),
+            detached: RwLock::new(HashMap::new()),
             jobs,
             pending: std::sync::atomic::AtomicUsize::new(0),
             interest: Mutex::new(HashMap::new()),
@@ -382,14 +418,18 @@ impl Broker for RedisBroker {
             Target::Connection(id) if local.is_some_and(|h| h.connection(id).is_some()) => {
                 return out;
             }
-            Target::Connection(id) => Job::ToOwner {
+            Target::Connection(id) => Job::Direct {
                 hub: hub.to_string(),
                 conn: id.clone(),
+                d: d.clone(),
                 bytes: self.envelope(hub, message(target.clone(), scope)),
             },
-            _ => Job::Channel {
-                channel: keys::broadcast_channel(),
-                bytes: self.envelope(hub, message(target.clone(), scope)),
+            _ => Job::Fanout {
+                hub: hub.to_string(),
+                target: target.clone(),
+                bytes: self.envelope(hub, message(target.clone(), scope.clone())),
+                scope,
+                d: d.clone(),
             },
         };
         self.queue(job);

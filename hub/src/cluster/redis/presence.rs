@@ -16,7 +16,7 @@ fn node_of(value: &str) -> &str {
 
 /// Whether a node incarnation is alive: the cached view from the last heartbeat, checked
 /// against Redis for a node not in it (it may have started since).
-async fn is_alive(broker: &RedisBroker, conn: &mut super::Conn, node: &str) -> bool {
+pub(crate) async fn is_alive(broker: &RedisBroker, conn: &mut super::Conn, node: &str) -> bool {
     if broker.alive.read().contains(node) {
         return true;
     }

@@ -17,12 +17,71 @@ use crate::cluster::{Command, Resumable, Scope, SessionRecord, SessionStore, Tar
 use crate::metrics;
 use crate::router::{Delivery, Position};
 
-/// Clears the owning node if it is still ARGV[1].
+/// Clears the owning node if it is still ARGV[1]; returns the session's incarnation, hub and
+/// user then (nothing otherwise).
 const RELEASE: &str = r"
 if redis.call('HGET', KEYS[1], 'node') == ARGV[1] then
-  return redis.call('HSET', KEYS[1], 'node', '')
+  redis.call('HSET', KEYS[1], 'node', '')
+  local f = redis.call('HMGET', KEYS[1], 'inc', 'hub', 'user')
+  return {f[1] or '', f[2] or '', f[3] or ''}
 end
-return 0
+return {}
+";
+
+/// Appends a message for a detached session (KEYS: record, frames). ARGV: the node
+/// incarnation believed dead (empty: only a released session qualifies), the frame without
+/// `sequenceId`, the most frames and bytes kept, the TTL in seconds. The frame is stamped with
+/// the session's next sequence id. Answers `stored`, `gone` (no such session), `dropped` (past
+/// the caps: the session is deleted, as an overflowing reliable session ends) or
+/// `held <node>` (a live node holds it).
+const STORE_DETACHED: &str = r#"
+local node = redis.call('HGET', KEYS[1], 'node')
+if not node then return 'gone' end
+if node ~= '' then
+  if ARGV[1] == '' or redis.call('HGET', KEYS[1], 'inc') ~= ARGV[1] then
+    return 'held ' .. node
+  end
+end
+local frames = redis.call('LRANGE', KEYS[2], 0, -1)
+local bytes = 0
+for _, f in ipairs(frames) do bytes = bytes + #f end
+local id = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local entry = id .. '\n{"sequenceId":' .. id .. ',' .. string.sub(ARGV[2], 2)
+if #frames >= tonumber(ARGV[3]) or bytes + #entry > tonumber(ARGV[4]) then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 'dropped'
+end
+redis.call('RPUSH', KEYS[2], entry)
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 'stored'
+"#;
+
+/// Moves the sessions of dead node incarnations (KEYS: heartbeats, held, detached) into the
+/// detached set; ARGV: now and the presence TTL in milliseconds. Returns the detached set.
+const SWEEP: &str = r"
+local alive = {}
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1] - ARGV[2], '+inf')) do
+  alive[n] = true
+end
+local held = redis.call('HGETALL', KEYS[2])
+for i = 1, #held, 2 do
+  local inc = string.match(held[i + 1], '^[^\n]*')
+  if not alive[inc] then
+    redis.call('HSET', KEYS[3], held[i], held[i + 1] .. '\n' .. ARGV[1])
+    redis.call('HDEL', KEYS[2], held[i])
+  end
+end
+return redis.call('HGETALL', KEYS[3])
+";
+
+/// Stamps the record with this node's new incarnation (ARGV[2]) if node ARGV[1] holds it.
+const REHOLD: &str = r"
+if redis.call('HGET', KEYS[1], 'node') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'inc', ARGV[2])
+  return redis.call('HMGET', KEYS[1], 'hub', 'user')
+end
+return {}
 ";
 
 /// Deletes a session (record and frames) if ARGV[1] holds it.
@@ -70,6 +129,7 @@ impl SessionStore for RedisBroker {
                     ("roles", roles.as_str()),
                     ("token", record.token_hash.as_str()),
                     ("node", self.settings.node_id.as_str()),
+                    ("inc", self.presence_name().as_str()),
                 ],
             )
             .ignore()
@@ -77,6 +137,8 @@ impl SessionStore for RedisBroker {
             .ignore()
             .to_owned();
         failed(tokio::time::timeout(WRITE_TIMEOUT, p.exec_async(&mut c)).await);
+        self.hold(&mut c, conn, &record.hub, record.user.as_deref())
+            .await;
     }
 
     async fn append(
@@ -151,8 +213,15 @@ impl SessionStore for RedisBroker {
         if !record.node.is_empty() && record.node != self.settings.node_id {
             self.takeover(hub, conn, &record.node, &mut c).await;
         }
-        let claimed = c.hset::<_, _, _, ()>(&meta, "node", &self.settings.node_id);
+        // From here on, messages for a detached session are no longer stored for it: they
+        // go to this node (see `store_detached`).
+        let mine = [
+            ("node", self.settings.node_id.clone()),
+            ("inc", self.presence_name()),
+        ];
+        let claimed = c.hset_multiple::<_, _, _, ()>(&meta, &mine);
         failed(tokio::time::timeout(WRITE_TIMEOUT, claimed).await)?;
+        self.hold(&mut c, conn, hub, record.user.as_deref()).await;
         let raw: Vec<String> = failed(
             tokio::time::timeout(WRITE_TIMEOUT, c.lrange(keys::session_frames(conn), 0, -1)).await,
         )?;
@@ -228,8 +297,22 @@ impl SessionStore for RedisBroker {
         let script = redis::Script::new(RELEASE);
         let mut call = script.key(keys::session(conn));
         call.arg(&self.settings.node_id);
-        let r = call.invoke_async::<i64>(&mut c);
-        failed(tokio::time::timeout(WRITE_TIMEOUT, r).await);
+        let r = call.invoke_async::<Vec<String>>(&mut c);
+        let Some(released) = failed(tokio::time::timeout(WRITE_TIMEOUT, r).await) else {
+            return;
+        };
+        let [inc, hub, user] = released.as_slice() else {
+            return;
+        };
+        // Messages for it are kept with the session until a node resumes it.
+        let value = format!("{inc}\n{hub}\n{user}\n{}", super::worker::now_ms());
+        let p = redis::pipe()
+            .hdel(keys::held_sessions(), conn)
+            .ignore()
+            .hset(keys::detached_sessions(), conn, value)
+            .ignore()
+            .to_owned();
+        failed(tokio::time::timeout(WRITE_TIMEOUT, p.exec_async(&mut c)).await);
     }
 
     async fn remove(&self, conn: &str) {
@@ -240,11 +323,124 @@ impl SessionStore for RedisBroker {
         call.key(keys::session_frames(conn))
             .arg(&self.settings.node_id);
         let r = call.invoke_async::<i64>(&mut c);
-        failed(tokio::time::timeout(WRITE_TIMEOUT, r).await);
+        if failed(tokio::time::timeout(WRITE_TIMEOUT, r).await).is_some_and(|n| n > 0) {
+            self.unindex(&mut c, conn).await;
+        }
     }
 }
 
+/// What became of a message for a session no live node serves.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// Appended to the session's frames: the node that resumes it sends it.
+    Appended,
+    /// No such session (never reliable, over, or expired).
+    Gone,
+    /// Past the session's caps: the session was deleted.
+    Dropped,
+    /// A live node holds the session: send it there.
+    Held(String),
+}
+
 impl RedisBroker {
+    /// Records that this node holds a session (so its death detaches it).
+    async fn hold(&self, c: &mut super::Conn, conn: &str, hub: &str, user: Option<&str>) {
+        let value = format!("{}\n{hub}\n{}", self.presence_name(), user.unwrap_or(""));
+        let p = redis::pipe()
+            .hset(keys::held_sessions(), conn, value)
+            .ignore()
+            .hdel(keys::detached_sessions(), conn)
+            .ignore()
+            .to_owned();
+        failed(tokio::time::timeout(WRITE_TIMEOUT, p.exec_async(c)).await);
+    }
+
+    /// After an outage (a new incarnation of this node): the sessions it serves are held by
+    /// the new incarnation, so the old one's death does not detach them.
+    pub(crate) async fn rehold(&self, c: &mut super::Conn, conn: &crate::router::Connection) {
+        let script = redis::Script::new(REHOLD);
+        let mut call = script.key(keys::session(&conn.id));
+        call.arg(&self.settings.node_id).arg(self.presence_name());
+        let r = call.invoke_async::<Vec<Option<String>>>(c);
+        if let Some([Some(hub), user]) =
+            failed(tokio::time::timeout(WRITE_TIMEOUT, r).await).as_deref()
+        {
+            self.hold(c, &conn.id, hub, user.as_deref().filter(|u| !u.is_empty()))
+                .await;
+        }
+    }
+
+    /// Forgets a session in the held and detached sets.
+    pub(crate) async fn unindex(&self, c: &mut super::Conn, conn: &str) {
+        let p = redis::pipe()
+            .hdel(keys::held_sessions(), conn)
+            .ignore()
+            .hdel(keys::detached_sessions(), conn)
+            .ignore()
+            .to_owned();
+        failed(tokio::time::timeout(WRITE_TIMEOUT, p.exec_async(c)).await);
+    }
+
+    /// Appends a message for each session `(conn, dead)` no live node serves: its record
+    /// names no node, or names incarnation `dead` (which presence or pub/sub found gone). One
+    /// script per session, in its slot, so a node claiming the session meanwhile either finds
+    /// the message in the frames it loads or gets it live; the scripts go in one pipeline.
+    pub(crate) async fn store_detached(
+        &self,
+        c: &mut super::Conn,
+        sessions: &[(&str, &str)],
+        frame: &str,
+    ) -> redis::RedisResult<Vec<Kept>> {
+        let (messages, bytes) = self.app().map_or((1000, 16 << 20), |a| {
+            let l = &a.config.limits;
+            (l.outbox_messages, l.outbox_bytes)
+        });
+        let ttl = self.settings.session_ttl.as_secs().max(1);
+        let mut p = redis::pipe();
+        for (conn, dead) in sessions {
+            p.cmd("EVAL")
+                .arg(STORE_DETACHED)
+                .arg(2)
+                .arg(keys::session(conn))
+                .arg(keys::session_frames(conn))
+                .arg(*dead)
+                .arg(frame)
+                .arg(messages)
+                .arg(bytes)
+                .arg(ttl);
+        }
+        let answers: Vec<String> = p.query_async(c).await?;
+        Ok(answers
+            .iter()
+            .map(|a| {
+                let kept = match a.as_str() {
+                    "stored" => Kept::Appended,
+                    "dropped" => Kept::Dropped,
+                    "gone" => Kept::Gone,
+                    held => Kept::Held(held.strip_prefix("held ").unwrap_or_default().to_string()),
+                };
+                if kept == Kept::Dropped {
+                    metrics::global().cluster_drop("detached_session_full");
+                }
+                kept
+            })
+            .collect())
+    }
+
+    /// Moves the sessions of dead node incarnations into the detached set and returns it.
+    pub(crate) async fn sweep(
+        &self,
+        c: &mut super::Conn,
+    ) -> redis::RedisResult<HashMap<String, String>> {
+        let script = redis::Script::new(SWEEP);
+        let mut call = script.key(keys::nodes());
+        call.key(keys::held_sessions())
+            .key(keys::detached_sessions())
+            .arg(super::worker::now_ms())
+            .arg(self.settings.presence_ttl.as_millis() as u64);
+        call.invoke_async(c).await
+    }
+
     /// Asks a live owner to let go of a session and waits (briefly) until it has.
     async fn takeover(&self, hub: &str, conn: &str, owner: &str, c: &mut super::Conn) {
         let alive = self

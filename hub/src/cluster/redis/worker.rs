@@ -2,6 +2,7 @@
 //! heartbeat, resynchronize after an outage, run queued jobs in order) and the receiver that
 //! turns pushes from other nodes into local deliveries and commands.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,11 +12,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::conn::{Conn, PUSH_QUEUE, PushSink, message_of, shard_unsubscribed};
-use super::{Job, RedisBroker, keys};
+use super::sessions::Kept;
+use super::{Detached, Job, RedisBroker, keys};
 use crate::cluster::envelope::{Body, Envelope};
-use crate::cluster::{Target, commands, deliver_local};
+use crate::cluster::{Scope, Target, commands, deliver_local};
 use crate::metrics;
 use crate::router::{Delivery, Position};
+
+/// Most detached sessions written in one pipeline.
+const DETACHED_BATCH: usize = 256;
 
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -113,23 +118,37 @@ async fn heartbeat(broker: &Arc<RedisBroker>, conn: &mut Conn) {
     let now = now_ms();
     let ttl = broker.settings.presence_ttl.as_millis() as u64;
     let started = std::time::Instant::now();
-    let result: redis::RedisResult<Vec<String>> = redis::pipe()
+    type Beat = (Vec<String>, HashMap<String, String>);
+    let result: redis::RedisResult<Beat> = redis::pipe()
         .zadd(keys::nodes(), broker.presence_name(), now)
         .ignore()
         .zrembyscore(keys::nodes(), 0, now.saturating_sub(ttl * 10))
         .ignore()
         .zrangebyscore(keys::nodes(), now.saturating_sub(ttl), "+inf")
+        .hgetall(keys::detached_sessions())
         .query_async(conn)
-        .await
-        .map(|(v,): (Vec<String>,)| v);
+        .await;
     match result {
-        Ok(alive) => {
+        Ok((alive, mut detached)) => {
             metrics::global().redis_round_trip(started.elapsed());
-            *broker.alive.write() = alive.into_iter().collect();
-            if !was_ready {
-                if resync(broker, conn).await.is_err() {
-                    return;
+            let alive: HashSet<String> = alive.into_iter().collect();
+            if !was_ready && resync(broker, conn).await.is_err() {
+                return;
+            }
+            // A node incarnation gone since the last beat: its reliable sessions are
+            // detached now, before this node (or anyone asking it) counts that node dead.
+            let vanished = !was_ready || broker.alive.read().iter().any(|n| !alive.contains(n));
+            if vanished {
+                match broker.sweep(conn).await {
+                    Ok(d) => detached = d,
+                    Err(_) => {
+                        metrics::global().redis_errors.inc();
+                    }
                 }
+            }
+            refresh_detached(broker, conn, detached).await;
+            *broker.alive.write() = alive;
+            if !was_ready {
                 broker.ready.store(true, Ordering::Relaxed);
                 metrics::global().redis_health(true);
                 metrics::global().redis_recoveries.inc();
@@ -148,6 +167,33 @@ async fn heartbeat(broker: &Arc<RedisBroker>, conn: &mut Conn) {
             }
         }
     }
+}
+
+/// Replaces the view of detached sessions; entries older than the session TTL (their
+/// sessions expired) are removed from Redis.
+async fn refresh_detached(broker: &RedisBroker, conn: &mut Conn, all: HashMap<String, String>) {
+    let oldest = now_ms().saturating_sub(broker.settings.session_ttl.as_millis() as u64);
+    let mut view: HashMap<String, Vec<Detached>> = HashMap::new();
+    let mut expired = Vec::new();
+    for (id, v) in all {
+        let mut f = v.split('\n');
+        let (node, hub, user) = (f.next(), f.next(), f.next());
+        let since = f.next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        match (node, hub, user) {
+            (Some(node), Some(hub), Some(user)) if since >= oldest => {
+                view.entry(hub.to_string()).or_default().push(Detached {
+                    conn: id,
+                    user: user.to_string(),
+                    node: node.to_string(),
+                });
+            }
+            _ => expired.push(id),
+        }
+    }
+    if !expired.is_empty() {
+        let _: redis::RedisResult<()> = conn.hdel(keys::detached_sessions(), expired).await;
+    }
+    *broker.detached.write() = view;
 }
 
 /// Subscribes to every wanted channel and rewrites this node's presence.
@@ -178,6 +224,10 @@ async fn resync(broker: &Arc<RedisBroker>, conn: &mut Conn) -> redis::RedisResul
             for cmd in cmds {
                 let _: () = cmd.query_async(conn).await?;
             }
+            if c.protocol.is_reliable() {
+                // Its sessions are held by this new incarnation.
+                broker.rehold(conn, &c).await;
+            }
         }
     }
     Ok(())
@@ -198,7 +248,26 @@ async fn run_job(broker: &Arc<RedisBroker>, conn: &mut Conn, job: Job) {
             .invoke_async::<String>(conn)
             .await
             .map(|_| ()),
-        Job::Channel { channel, bytes } => publish_to(conn, channel, bytes).await,
+        Job::Channel { channel, bytes } => publish_to(conn, channel, bytes).await.map(|_| ()),
+        Job::Direct {
+            hub,
+            conn: id,
+            d,
+            bytes,
+        } => direct(broker, conn, hub, id, d, bytes).await,
+        Job::Fanout {
+            hub,
+            target,
+            scope,
+            d,
+            bytes,
+        } => {
+            let sent = publish_to(conn, &keys::broadcast_channel(), bytes).await;
+            if sent.is_ok() {
+                to_detached(broker, conn, hub, target, scope, d).await;
+            }
+            sent.map(|_| ())
+        }
         Job::ToOwner {
             hub,
             conn: id,
@@ -213,7 +282,7 @@ async fn run_job(broker: &Arc<RedisBroker>, conn: &mut Conn, job: Job) {
                 }
                 _ => keys::broadcast_channel(),
             };
-            publish_to(conn, &channel, bytes).await
+            publish_to(conn, &channel, bytes).await.map(|_| ())
         }
         Job::Sync(channel) => sync(broker, conn, channel).await,
         Job::SessionJoined {
@@ -248,7 +317,8 @@ async fn run_job(broker: &Arc<RedisBroker>, conn: &mut Conn, job: Job) {
     }
 }
 
-async fn publish_to(conn: &mut Conn, channel: &str, bytes: &[u8]) -> redis::RedisResult<()> {
+/// Publishes on a channel; answers how many subscribers got it.
+async fn publish_to(conn: &mut Conn, channel: &str, bytes: &[u8]) -> redis::RedisResult<i64> {
     let mut msg = Vec::with_capacity(bytes.len() + 2);
     msg.extend_from_slice(b"- ");
     msg.extend_from_slice(bytes);
@@ -257,7 +327,111 @@ async fn publish_to(conn: &mut Conn, channel: &str, bytes: &[u8]) -> redis::Redi
         .arg(msg)
         .query_async::<i64>(conn)
         .await
-        .map(|_| ())
+}
+
+/// A message for one connection. Its presence entry names its node: when that node is alive
+/// and still subscribed, the message goes to its channel (the one round trip besides the
+/// lookup, as for any send). When the node is dead (presence), gone from pub/sub (nobody got
+/// the message: it died a moment ago) or the connection has no entry (its node released it),
+/// the message goes into the session, if it is a reliable session no live node holds.
+async fn direct(
+    broker: &Arc<RedisBroker>,
+    conn: &mut Conn,
+    hub: &str,
+    id: &str,
+    d: &Delivery,
+    bytes: &[u8],
+) -> redis::RedisResult<()> {
+    let entry: Option<String> = conn.hget(keys::connections(hub), id).await?;
+    let owner = entry
+        .as_deref()
+        .map(|v| v.split('\n').next().unwrap_or_default().to_string());
+    if let Some(owner) = &owner
+        && super::presence::is_alive(broker, conn, owner).await
+    {
+        let node = owner.split('#').next().unwrap_or_default();
+        if publish_to(conn, &keys::node_channel(node), bytes).await? > 0 {
+            return Ok(());
+        }
+    }
+    let dead = owner.unwrap_or_default();
+    let kept = broker
+        .store_detached(conn, &[(id, dead.as_str())], d.json_frame.as_str())
+        .await?;
+    match kept.into_iter().next().unwrap_or(Kept::Gone) {
+        Kept::Appended | Kept::Dropped => Ok(()),
+        // Just resumed (or held by a node presence does not list yet): send it there.
+        Kept::Held(node) => publish_to(conn, &keys::node_channel(&node), bytes)
+            .await
+            .map(|_| ()),
+        // Not a session: whichever node holds the connection delivers it.
+        Kept::Gone if dead.is_empty() => publish_to(conn, &keys::broadcast_channel(), bytes)
+            .await
+            .map(|_| ()),
+        Kept::Gone => Ok(()),
+    }
+}
+
+/// Appends a message for a user or everyone to the matching detached sessions of the hub
+/// (none in the usual case: no round trip). Sends with an OData filter are not kept for
+/// them: the filter needs the connection's state, which no node holds while it is away.
+async fn to_detached(
+    broker: &RedisBroker,
+    conn: &mut Conn,
+    hub: &str,
+    target: &Target,
+    scope: &Scope,
+    d: &Delivery,
+) {
+    if scope.filter.is_some() {
+        return;
+    }
+    let sessions: Vec<Detached> = match broker.detached.read().get(hub) {
+        None => return,
+        Some(all) => all
+            .iter()
+            .filter(|s| match target {
+                Target::All => true,
+                Target::User(u) => s.user == *u,
+                _ => false,
+            })
+            .filter(|s| !scope.excluded.contains(&s.conn))
+            .cloned()
+            .collect(),
+    };
+    // Bounded batches: one round trip each.
+    for batch in sessions.chunks(DETACHED_BATCH) {
+        let ids: Vec<(&str, &str)> = batch
+            .iter()
+            .map(|s| (s.conn.as_str(), s.node.as_str()))
+            .collect();
+        match broker
+            .store_detached(conn, &ids, d.json_frame.as_str())
+            .await
+        {
+            Ok(kept) => {
+                for (s, k) in batch.iter().zip(kept) {
+                    // Resumed (the new node got the message through the broadcast channel),
+                    // over, or dropped past its caps: no longer detached.
+                    if k != Kept::Appended {
+                        forget_detached(broker, conn, hub, &s.conn).await;
+                    }
+                }
+            }
+            Err(e) => {
+                metrics::global().redis_errors.inc();
+                warn!(error = %e, "cannot keep a message for detached sessions");
+            }
+        }
+    }
+}
+
+/// Drops a session from the detached set (here and in Redis).
+async fn forget_detached(broker: &RedisBroker, conn: &mut Conn, hub: &str, id: &str) {
+    if let Some(v) = broker.detached.write().get_mut(hub) {
+        v.retain(|s| s.conn != id);
+    }
+    let _: redis::RedisResult<()> = conn.hdel(keys::detached_sessions(), id).await;
 }
 
 async fn sync(broker: &RedisBroker, conn: &mut Conn, channel: &str) -> redis::RedisResult<()> {
