@@ -326,6 +326,7 @@ async fn run_task(shared: &Arc<AgentShared>, d: Delivery) {
         Err(e) => return tracing::warn!(task = %task_id, error = %e, "cannot start task"),
     };
     let token = CancellationToken::new();
+    let started_record = record.clone();
     let ctx = TaskContext {
         bus: bus.clone(),
         record,
@@ -370,7 +371,11 @@ async fn run_task(shared: &Arc<AgentShared>, d: Delivery) {
         message,
         metadata,
     };
-    match bus.update_task(&task_id, &ev, None, &shared.source).await {
+    // Usually nothing changed the task since it started: finish from that record, unread.
+    let finished = bus
+        .update_task_from(&task_id, &ev, None, &shared.source, Some(started_record))
+        .await;
+    match finished {
         Ok(_) | Err(BusError::Transition(_)) => settle_ack(bus, &d).await,
         // Not settled: the lease lapses and the task is redelivered.
         Err(e) => tracing::warn!(task = %task_id, error = %e, "cannot finish task"),
@@ -407,7 +412,9 @@ async fn supervise(
 ) -> Option<TaskResult> {
     let mut fut = tokio::spawn(fut);
     let _abort = AbortOnDrop(fut.abort_handle());
-    let events = bus.watch_key(task_id);
+    // Only a terminal status or a cancel request can stop the handler; its own progress events
+    // do not need a re-read.
+    let events = bus.watch_key(task_id, crate::waiters::WakeOn::Finish);
     let period = bus.config().heartbeat_interval();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {

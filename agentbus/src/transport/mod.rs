@@ -221,6 +221,24 @@ pub trait Transport: Send + Sync + 'static {
     /// Stores a task record if the stored version is `expected_version` (0: must not exist).
     async fn task_store(&self, record: &TaskRecord, expected_version: u64)
     -> TransportResult<bool>;
+    /// Starts a task: stores its record if none exists (`task_store` with version 0), records
+    /// the submission event only if the record is new, then enqueues the message (`enqueue`),
+    /// in that order. Returns whether the record was created and what became of the message.
+    /// A transport may do this in fewer round trips than the three calls.
+    async fn submit_task(
+        &self,
+        record: &TaskRecord,
+        envelope: &Envelope,
+        partition: &Partition,
+        deliver_at_ms: Option<u64>,
+    ) -> TransportResult<(bool, EnqueueOutcome)> {
+        let created = self.task_store(record, 0).await?;
+        if created {
+            self.record(envelope).await?;
+        }
+        let outcome = self.enqueue(partition, envelope, deliver_at_ms).await?;
+        Ok((created, outcome))
+    }
     /// Ids of the newest `limit` tasks, newest first.
     async fn task_ids(&self, limit: usize) -> TransportResult<Vec<String>>;
 
