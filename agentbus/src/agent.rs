@@ -20,7 +20,7 @@ use crate::error::{BusError, check_name};
 use crate::handler::{HandlerError, TaskContext, TaskResult};
 use crate::rpc::{Request, RequestFn};
 use crate::submit::DEAD_LETTERED;
-use crate::task::{TaskEvent, TaskRecord};
+use crate::task::{Applied, TaskEvent, TaskRecord};
 use crate::transport::Delivery;
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
@@ -371,11 +371,20 @@ async fn run_task(shared: &Arc<AgentShared>, d: Delivery) {
         message,
         metadata,
     };
-    // Usually nothing changed the task since it started: finish from that record, unread.
+    // Usually nothing changed the task since it started: finish from that record, unread, and
+    // settle the message along with recording the change.
     let finished = bus
-        .update_task_from(&task_id, &ev, None, &shared.source, Some(started_record))
+        .update_task_from(
+            &task_id,
+            &ev,
+            None,
+            &shared.source,
+            Some(started_record),
+            Some(&d),
+        )
         .await;
     match finished {
+        Ok((_, Applied::Changed)) => {}
         Ok(_) | Err(BusError::Transition(_)) => settle_ack(bus, &d).await,
         // Not settled: the lease lapses and the task is redelivered.
         Err(e) => tracing::warn!(task = %task_id, error = %e, "cannot finish task"),

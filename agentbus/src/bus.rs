@@ -18,9 +18,9 @@ use crate::envelope::{Envelope, new_id, types};
 use crate::error::{BusError, check_name};
 use crate::task::{Applied, TaskEvent, TaskRecord};
 use crate::transport::{
-    DeadLetter, MemoryTransport, Partition, RedisTransport, SharedContext, Transport,
+    DeadLetter, Delivery, MemoryTransport, Partition, RedisTransport, SharedContext, Transport,
 };
-use crate::waiters::{WaitGuard, WakeOn, Waiters};
+use crate::waiters::{WaitGuard, Waiters, WakeOn};
 
 use crate::submit::{SubmitRequest, TaskHandle};
 
@@ -165,13 +165,14 @@ impl Bus {
         if_version: Option<u64>,
         source: &str,
     ) -> Result<(TaskRecord, Applied), BusError> {
-        self.update_task_from(task_id, event, if_version, source, None)
+        self.update_task_from(task_id, event, if_version, source, None, None)
             .await
     }
 
     /// `update_task`, first trying `known` (a record this process stored) as the current
     /// version, which saves reading it back. The compare-and-set decides: if the task moved on,
-    /// or the update would not change `known`, it is re-read and applied as usual.
+    /// or the update would not change `known`, it is re-read and applied as usual. With `ack`,
+    /// a change is recorded and `ack` settled together (nothing is settled otherwise).
     pub(crate) async fn update_task_from(
         &self,
         task_id: &str,
@@ -179,6 +180,7 @@ impl Bus {
         if_version: Option<u64>,
         source: &str,
         mut known: Option<TaskRecord>,
+        ack: Option<&Delivery>,
     ) -> Result<(TaskRecord, Applied), BusError> {
         let t = &self.inner.transport;
         for _ in 0..CAS_ATTEMPTS {
@@ -206,7 +208,11 @@ impl Bus {
                 next.agent = Some(agent.to_string());
             }
             if t.task_store(&next, current.version).await? {
-                t.record(&task_event_envelope(&next, event, source)).await?;
+                let recorded = task_event_envelope(&next, event, source);
+                match ack {
+                    Some(d) => t.record_and_ack(&recorded, d).await?,
+                    None => t.record(&recorded).await?,
+                }
                 return Ok((next, Applied::Changed));
             }
         }
@@ -296,8 +302,10 @@ impl Bus {
         timeout: Duration,
     ) -> Result<TaskRecord, BusError> {
         // Intermediate events (submitted, working, artifacts) cannot finish it: no re-read.
-        self.wait_task_on(task_id, timeout, WakeOn::Finish, |r| r.state().is_terminal())
-            .await
+        self.wait_task_on(task_id, timeout, WakeOn::Finish, |r| {
+            r.state().is_terminal()
+        })
+        .await
     }
 
     /// `wait_terminal` with wake-ups registered before the task was stored: no event about it

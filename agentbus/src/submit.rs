@@ -134,11 +134,7 @@ pub struct TaskHandle {
 impl TaskHandle {
     /// Waits for the task to finish and returns its final record.
     pub async fn result(&self, timeout: Duration) -> Result<TaskRecord, BusError> {
-        let early = self
-            .finish
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let early = self.finish.lock().unwrap_or_else(|e| e.into_inner()).take();
         match early {
             Some(guard) => {
                 self.bus

@@ -155,3 +155,41 @@ async fn dispatch(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::a2a::{StreamResponse, TaskStatus, TaskStatusUpdateEvent};
+
+    fn status(state: TaskState) -> Envelope {
+        let data = StreamResponse::StatusUpdate(TaskStatusUpdateEvent {
+            task_id: "t".into(),
+            context_id: "c".into(),
+            status: TaskStatus {
+                state,
+                message: None,
+                timestamp: None,
+            },
+            metadata: Default::default(),
+        });
+        Envelope::new("agent://a", types::TASK_STATUS).with_data(data.to_value())
+    }
+
+    #[test]
+    fn only_events_that_can_end_a_task_wake_finish_waiters() {
+        for state in TaskState::ALL {
+            assert_eq!(may_finish(&status(state)), state.is_terminal(), "{state:?}");
+        }
+        let cancel = Envelope::new("bus://client", types::TASK_CANCEL_REQUESTED);
+        assert!(may_finish(&cancel));
+        let submitted = Envelope::new("bus://client", types::TASK_SUBMITTED);
+        assert!(!may_finish(&submitted));
+        // Anything unexpected wakes: a missed wake-up costs a poll interval, a spurious one a read.
+        let odd = Envelope::new("agent://a", types::TASK_STATUS).with_data(json!({"x": 1}));
+        assert!(may_finish(&odd));
+        let reply = Envelope::new("agent://a", types::RPC_REPLY);
+        assert!(may_finish(&reply));
+    }
+}

@@ -172,6 +172,16 @@ pub trait Transport: Send + Sync + 'static {
     ) -> TransportResult<()>;
     /// Settles a delivery as done: it is removed for good.
     async fn ack(&self, delivery: &Delivery) -> TransportResult<()>;
+    /// Records `envelope` (as `record`), then settles `delivery` as done (as `ack`). A transport
+    /// may do both in one round trip; the delivery is never settled unless the event was recorded.
+    async fn record_and_ack(
+        &self,
+        envelope: &Envelope,
+        delivery: &Delivery,
+    ) -> TransportResult<()> {
+        self.record(envelope).await?;
+        self.ack(delivery).await
+    }
     /// Settles a delivery as failed-for-now: it comes back at `due_ms` with `attempt + 1`.
     async fn retry_at(&self, delivery: &Delivery, due_ms: u64) -> TransportResult<()>;
     /// Moves a delivery to the partition's dead-letter queue.

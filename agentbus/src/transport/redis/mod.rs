@@ -269,6 +269,14 @@ impl Transport for RedisTransport {
     async fn ack(&self, d: &Delivery) -> TransportResult<()> {
         self.q_ack(d).await
     }
+    async fn record_and_ack(&self, env: &Envelope, d: &Delivery) -> TransportResult<()> {
+        if self.is_cluster() {
+            // The log, the feed and the queue are three slots: one step at a time.
+            self.s_record(env).await?;
+            return self.q_ack(d).await;
+        }
+        self.s_record_and_ack(env, d).await
+    }
     async fn retry_at(&self, d: &Delivery, due_ms: u64) -> TransportResult<()> {
         self.q_retry_at(d, due_ms).await
     }

@@ -31,6 +31,16 @@ fn field<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// Settles a delivery: two plain commands on one key, cheaper for Redis than a script, and
+/// nothing can claim the entry between them once it is acknowledged.
+pub(super) fn push_ack(pipe: &mut redis::Pipeline, d: &Delivery) {
+    let key = part_key(&d.partition, "s");
+    pipe.xack(&key, GROUP, &[&d.entry_id])
+        .ignore()
+        .xdel(&key, &[&d.entry_id])
+        .ignore();
+}
+
 pub(super) fn enqueue_outcome(reply: &str) -> EnqueueOutcome {
     match reply {
         "duplicate" => EnqueueOutcome::Duplicate,
@@ -219,17 +229,9 @@ impl RedisTransport {
     }
 
     pub(super) async fn q_ack(&self, d: &Delivery) -> TransportResult<()> {
-        // Two plain commands on one key in one round trip: cheaper for Redis than a script, and
-        // nothing can claim the entry between them once it is acknowledged.
-        let key = part_key(&d.partition, "s");
-        let _: () = redis::pipe()
-            .xack(&key, GROUP, &[&d.entry_id])
-            .ignore()
-            .xdel(&key, &[&d.entry_id])
-            .ignore()
-            .query_async(&mut self.conn())
-            .await
-            .map_err(map_err)?;
+        let mut pipe = redis::pipe();
+        push_ack(&mut pipe, d);
+        let _: () = pipe.query_async(&mut self.conn()).await.map_err(map_err)?;
         Ok(())
     }
 

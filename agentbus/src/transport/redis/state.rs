@@ -10,13 +10,15 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::queue::enqueue_outcome;
+use super::queue::{enqueue_outcome, push_ack};
 use super::{Conn, RedisTransport, map_err, part_key, scripts};
 use crate::a2a::AgentCard;
 use crate::clock;
 use crate::envelope::Envelope;
 use crate::task::TaskRecord;
-use crate::transport::{EnqueueOutcome, Partition, SharedContext, TransportError, TransportResult};
+use crate::transport::{
+    Delivery, EnqueueOutcome, Partition, SharedContext, TransportError, TransportResult,
+};
 
 const TASKS: &str = "bus:tasks";
 const AGENTS: &str = "bus:agents";
@@ -167,10 +169,7 @@ impl RedisTransport {
             .arg(deliver_at_ms.map(|t| t.to_string()).unwrap_or_default())
             .arg(self.config().dedupe_window.as_millis() as u64)
             .arg(clock::now_ms());
-        let (outcome,): (String,) = pipe
-            .query_async(&mut self.conn())
-            .await
-            .map_err(map_err)?;
+        let (outcome,): (String,) = pipe.query_async(&mut self.conn()).await.map_err(map_err)?;
         if created {
             self.publish_local(env);
         }
@@ -259,6 +258,23 @@ impl RedisTransport {
         } else {
             self.push_record(&mut pipe, env, &json);
         }
+        let _: () = pipe.query_async(&mut self.conn()).await.map_err(map_err)?;
+        self.publish_local(env);
+        Ok(())
+    }
+
+    /// Records an event and settles a delivery in one transaction (one Redis only): if any of
+    /// it is refused (say, out of memory), none of it runs and the delivery stays held.
+    pub(super) async fn s_record_and_ack(
+        &self,
+        env: &Envelope,
+        d: &Delivery,
+    ) -> TransportResult<()> {
+        let json = env.to_json();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.push_record(&mut pipe, env, &json);
+        push_ack(&mut pipe, d);
         let _: () = pipe.query_async(&mut self.conn()).await.map_err(map_err)?;
         self.publish_local(env);
         Ok(())
