@@ -20,7 +20,7 @@ use crate::error::{BusError, check_name};
 use crate::handler::{HandlerError, TaskContext, TaskResult};
 use crate::rpc::{Request, RequestFn};
 use crate::submit::DEAD_LETTERED;
-use crate::task::{TaskEvent, TaskRecord};
+use crate::task::{Applied, TaskEvent, TaskRecord};
 use crate::transport::Delivery;
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
@@ -334,6 +334,7 @@ async fn run_task(shared: &Arc<AgentShared>, d: Delivery) {
         Err(e) => return tracing::warn!(task = %task_id, error = %e, "cannot start task"),
     };
     let token = CancellationToken::new();
+    let started_record = record.clone();
     let ctx = TaskContext {
         bus: bus.clone(),
         record,
@@ -378,7 +379,20 @@ async fn run_task(shared: &Arc<AgentShared>, d: Delivery) {
         message,
         metadata,
     };
-    match bus.update_task(&task_id, &ev, None, &shared.source).await {
+    // Usually nothing changed the task since it started: finish from that record, unread, and
+    // settle the message along with recording the change.
+    let finished = bus
+        .update_task_from(
+            &task_id,
+            &ev,
+            None,
+            &shared.source,
+            Some(started_record),
+            Some(&d),
+        )
+        .await;
+    match finished {
+        Ok((_, Applied::Changed)) => {}
         Ok(_) | Err(BusError::Transition(_)) => settle_ack(bus, &d).await,
         // Not settled: the lease lapses and the task is redelivered.
         Err(e) => tracing::warn!(task = %task_id, error = %e, "cannot finish task"),
@@ -416,7 +430,9 @@ async fn supervise(
     // The handler runs inside the delivery's span (its logs and any sub-task it submits).
     let mut fut = tokio::spawn(tracing::Instrument::in_current_span(fut));
     let _abort = AbortOnDrop(fut.abort_handle());
-    let events = bus.watch_key(task_id);
+    // Only a terminal status or a cancel request can stop the handler; its own progress events
+    // do not need a re-read.
+    let events = bus.watch_key(task_id, crate::waiters::WakeOn::Finish);
     let period = bus.config().heartbeat_interval();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {

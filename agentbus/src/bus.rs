@@ -19,9 +19,10 @@ use crate::error::{BusError, check_name};
 use crate::stats::BusStats;
 use crate::task::{Applied, TaskEvent, TaskRecord};
 use crate::transport::{
-    DeadLetter, MemoryTransport, Partition, QueueLevels, RedisTransport, SharedContext, Transport,
+    DeadLetter, Delivery, MemoryTransport, Partition, QueueLevels, RedisTransport, SharedContext,
+    Transport,
 };
-use crate::waiters::{WaitGuard, Waiters};
+use crate::waiters::{WaitGuard, Waiters, WakeOn};
 
 use crate::submit::{SubmitRequest, TaskHandle};
 
@@ -173,14 +174,42 @@ impl Bus {
         if_version: Option<u64>,
         source: &str,
     ) -> Result<(TaskRecord, Applied), BusError> {
+        self.update_task_from(task_id, event, if_version, source, None, None)
+            .await
+    }
+
+    /// `update_task`, first trying `known` (a record this process stored) as the current
+    /// version, which saves reading it back. The compare-and-set decides: if the task moved on,
+    /// or the update would not change `known`, it is re-read and applied as usual. With `ack`,
+    /// a change is recorded and `ack` settled together (nothing is settled otherwise).
+    pub(crate) async fn update_task_from(
+        &self,
+        task_id: &str,
+        event: &TaskEvent,
+        if_version: Option<u64>,
+        source: &str,
+        mut known: Option<TaskRecord>,
+        ack: Option<&Delivery>,
+    ) -> Result<(TaskRecord, Applied), BusError> {
         let t = &self.inner.transport;
         for _ in 0..CAS_ATTEMPTS {
-            let current = t
-                .task_load(task_id)
-                .await?
-                .ok_or_else(|| BusError::TaskNotFound(task_id.to_string()))?;
+            let guess = known.take();
+            let guessed = guess.is_some();
+            let current = match guess {
+                Some(r) => r,
+                None => t
+                    .task_load(task_id)
+                    .await?
+                    .ok_or_else(|| BusError::TaskNotFound(task_id.to_string()))?,
+            };
             let mut next = current.clone();
-            let applied = next.apply(event, if_version)?;
+            let applied = match next.apply(event, if_version) {
+                Ok(Applied::Changed) => Applied::Changed,
+                // Only the stored record may refuse or absorb an update.
+                _ if guessed => continue,
+                Ok(other) => other,
+                Err(e) => return Err(e.into()),
+            };
             if applied != Applied::Changed {
                 return Ok((current, applied));
             }
@@ -188,7 +217,11 @@ impl Bus {
                 next.agent = Some(agent.to_string());
             }
             if t.task_store(&next, current.version).await? {
-                t.record(&task_event_envelope(&next, event, source)).await?;
+                let recorded = task_event_envelope(&next, event, source);
+                match ack {
+                    Some(d) => t.record_and_ack(&recorded, d).await?,
+                    None => t.record(&recorded).await?,
+                }
                 return Ok((next, Applied::Changed));
             }
         }
@@ -252,7 +285,19 @@ impl Bus {
         timeout: Duration,
         done: impl Fn(&TaskRecord) -> bool,
     ) -> Result<TaskRecord, BusError> {
-        self.wait_until(timeout, &format!("task {task_id}"), task_id, || async {
+        self.wait_task_on(task_id, timeout, WakeOn::Any, done).await
+    }
+
+    /// `wait_task`, re-checking only on the events `on` selects (and periodically).
+    async fn wait_task_on(
+        &self,
+        task_id: &str,
+        timeout: Duration,
+        on: WakeOn,
+        done: impl Fn(&TaskRecord) -> bool,
+    ) -> Result<TaskRecord, BusError> {
+        let what = format!("task {task_id}");
+        self.wait_until_on(timeout, &what, task_id, on, || async {
             let rec = self.task(task_id).await?;
             Ok(rec.filter(|r| done(r)))
         })
@@ -265,16 +310,35 @@ impl Bus {
         task_id: &str,
         timeout: Duration,
     ) -> Result<TaskRecord, BusError> {
-        self.wait_task(task_id, timeout, |r| r.state().is_terminal())
-            .await
+        // Intermediate events (submitted, working, artifacts) cannot finish it: no re-read.
+        self.wait_task_on(task_id, timeout, WakeOn::Finish, |r| {
+            r.state().is_terminal()
+        })
+        .await
+    }
+
+    /// `wait_terminal` with wake-ups registered before the task was stored: no event about it
+    /// can have been missed, so it reads the task only once woken (or after the poll interval).
+    pub(crate) async fn wait_terminal_registered(
+        &self,
+        task_id: &str,
+        timeout: Duration,
+        guard: WaitGuard,
+    ) -> Result<TaskRecord, BusError> {
+        let what = format!("task {task_id}");
+        let check = || async {
+            let rec = self.task(task_id).await?;
+            Ok(rec.filter(|r| r.state().is_terminal()))
+        };
+        wait_with(guard, timeout, &what, false, check).await
     }
 
     /// Registers for wake-ups on events about `key` (a task, context or request id).
-    pub(crate) fn watch_key(&self, key: &str) -> WaitGuard {
+    pub(crate) fn watch_key(&self, key: &str, on: WakeOn) -> WaitGuard {
         let t = self.inner.transport.clone();
         self.inner
             .waiters
-            .register(key, move || t.live(), &self.inner.shutdown)
+            .register(key, on, move || t.live(), &self.inner.shutdown)
     }
 
     /// Re-runs `check` on every event about `key` (and every 250 ms), until it yields a value
@@ -284,28 +348,31 @@ impl Bus {
         timeout: Duration,
         what: &str,
         key: &str,
-        mut check: F,
+        check: F,
     ) -> Result<T, BusError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Option<T>, BusError>>,
     {
-        let guard = self.watch_key(key);
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = check().await? {
-                return Ok(v);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(BusError::Timeout(timeout, what.to_string()));
-            }
-            let tick = (now + WAIT_POLL).min(deadline);
-            tokio::select! {
-                _ = guard.notified() => {}
-                _ = tokio::time::sleep_until(tick) => {}
-            }
-        }
+        self.wait_until_on(timeout, what, key, WakeOn::Any, check)
+            .await
+    }
+
+    /// `wait_until`, re-running `check` only on the events `on` selects (and every 250 ms).
+    pub(crate) async fn wait_until_on<T, F, Fut>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        key: &str,
+        on: WakeOn,
+        check: F,
+    ) -> Result<T, BusError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, BusError>>,
+    {
+        let guard = self.watch_key(key, on);
+        wait_with(guard, timeout, what, true, check).await
     }
 
     /// Publishes a new version of the shared context for `context_id`; returns its version.
@@ -414,6 +481,38 @@ impl Bus {
     /// A new unique id (ULID).
     pub fn new_id() -> String {
         new_id()
+    }
+}
+
+/// Runs `check` (first at once if `check_first`, then on every wake-up of `guard` and every
+/// 250 ms) until it yields a value or `timeout` passes.
+async fn wait_with<T, F, Fut>(
+    guard: WaitGuard,
+    timeout: Duration,
+    what: &str,
+    check_first: bool,
+    mut check: F,
+) -> Result<T, BusError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, BusError>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut checking = check_first;
+    loop {
+        if checking && let Some(v) = check().await? {
+            return Ok(v);
+        }
+        checking = true;
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(BusError::Timeout(timeout, what.to_string()));
+        }
+        let tick = (now + WAIT_POLL).min(deadline);
+        tokio::select! {
+            _ = guard.notified() => {}
+            _ = tokio::time::sleep_until(tick) => {}
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Task submission: building the `bus.task.submitted` event and record, routing it to a
 //! partition, deduplicating by idempotency key, scheduling, and the handle the submitter keeps.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -12,6 +13,7 @@ use crate::envelope::{Envelope, new_id, types};
 use crate::error::{BusError, check_name};
 use crate::task::TaskRecord;
 use crate::transport::{EnqueueOutcome, Partition};
+use crate::waiters::{WaitGuard, WakeOn};
 
 /// Metadata key set on a task the bus failed by dead-lettering it.
 pub const DEAD_LETTERED: &str = "deadLettered";
@@ -124,12 +126,23 @@ pub struct TaskHandle {
     /// Enqueued, scheduled, or a duplicate of an earlier submission.
     pub outcome: EnqueueOutcome,
     bus: Bus,
+    /// Wake-ups for the task's end, registered before the task was stored, so the first
+    /// `result` call need not read the task first: nothing about it can have been missed.
+    finish: Arc<Mutex<Option<WaitGuard>>>,
 }
 
 impl TaskHandle {
     /// Waits for the task to finish and returns its final record.
     pub async fn result(&self, timeout: Duration) -> Result<TaskRecord, BusError> {
-        self.bus.wait_terminal(&self.task_id, timeout).await
+        let early = self.finish.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match early {
+            Some(guard) => {
+                self.bus
+                    .wait_terminal_registered(&self.task_id, timeout, guard)
+                    .await
+            }
+            None => self.bus.wait_terminal(&self.task_id, timeout).await,
+        }
     }
 
     /// Waits for the task to finish or pause for input.
@@ -195,22 +208,24 @@ pub(crate) async fn submit(
         .map_err(|e| BusError::InvalidName(e.to_string()))?;
 
     bus.declare(&req.capability).await?;
-    let t = bus.transport();
-    let created = t.task_store(&record, 0).await?;
+    let finish = bus.watch_key(&task_id, WakeOn::Finish);
     let key = req.partition_key.as_deref().unwrap_or(&task_id);
     let partition = bus.partition_for(&req.capability, key);
     // Recorded before it can be delivered, so the chain's log always starts a task with its
     // submission.
-    if created {
-        t.record(&env).await?;
-    }
-    let outcome = t.enqueue(&partition, &env, req.deliver_at_ms).await?;
+    let (created, outcome) = bus
+        .transport()
+        .submit_task(&record, &env, &partition, req.deliver_at_ms)
+        .await?;
+    // A duplicate may have finished long ago: its first wait reads the task as usual.
+    let fresh = created && outcome != EnqueueOutcome::Duplicate;
     Ok(TaskHandle {
         task_id,
         correlation_id,
         partition,
         outcome,
         bus: bus.clone(),
+        finish: Arc::new(Mutex::new(fresh.then_some(finish))),
     })
 }
 

@@ -191,6 +191,16 @@ pub trait Transport: Send + Sync + 'static {
     ) -> TransportResult<()>;
     /// Settles a delivery as done: it is removed for good.
     async fn ack(&self, delivery: &Delivery) -> TransportResult<()>;
+    /// Records `envelope` (as `record`), then settles `delivery` as done (as `ack`). A transport
+    /// may do both in one round trip; the delivery is never settled unless the event was recorded.
+    async fn record_and_ack(
+        &self,
+        envelope: &Envelope,
+        delivery: &Delivery,
+    ) -> TransportResult<()> {
+        self.record(envelope).await?;
+        self.ack(delivery).await
+    }
     /// Settles a delivery as failed-for-now: it comes back at `due_ms` with `attempt + 1`.
     async fn retry_at(&self, delivery: &Delivery, due_ms: u64) -> TransportResult<()>;
     /// Moves a delivery to the partition's dead-letter queue.
@@ -242,6 +252,24 @@ pub trait Transport: Send + Sync + 'static {
     /// Stores a task record if the stored version is `expected_version` (0: must not exist).
     async fn task_store(&self, record: &TaskRecord, expected_version: u64)
     -> TransportResult<bool>;
+    /// Starts a task: stores its record if none exists (`task_store` with version 0), records
+    /// the submission event only if the record is new, then enqueues the message (`enqueue`),
+    /// in that order. Returns whether the record was created and what became of the message.
+    /// A transport may do this in fewer round trips than the three calls.
+    async fn submit_task(
+        &self,
+        record: &TaskRecord,
+        envelope: &Envelope,
+        partition: &Partition,
+        deliver_at_ms: Option<u64>,
+    ) -> TransportResult<(bool, EnqueueOutcome)> {
+        let created = self.task_store(record, 0).await?;
+        if created {
+            self.record(envelope).await?;
+        }
+        let outcome = self.enqueue(partition, envelope, deliver_at_ms).await?;
+        Ok((created, outcome))
+    }
     /// Ids of the newest `limit` tasks, newest first.
     async fn task_ids(&self, limit: usize) -> TransportResult<Vec<String>>;
 

@@ -4,6 +4,7 @@
 pub mod crash;
 pub mod delivery;
 pub mod levels;
+pub mod settle;
 pub mod tasks;
 
 /// Expands to one `#[tokio::test]` per suite case, each with a fresh harness from `$make`.
@@ -22,6 +23,9 @@ macro_rules! transport_suite {
             crash::crashed_consumer_work_is_redelivered_once,
             crash::crash_loop_dead_letters_by_delivery_count,
             crash::panicking_handler_is_retried,
+            settle::completion_settles_its_message_once,
+            settle::result_waits_see_finished_and_duplicate_tasks,
+            settle::live_feed_delivers_each_event_once,
             tasks::lifecycle_with_updates_stream,
             tasks::cancellation_reaches_the_handler,
             tasks::input_required_round_trip,

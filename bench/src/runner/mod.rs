@@ -137,7 +137,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     let exe = std::env::current_exe()?;
     let peer_dir = bench_dir.join("peers/socketio");
-    ensure_npm(&peer_dir)?;
+    // Only the WebSocket scenarios start the Socket.IO peer.
+    if chosen.iter().any(|s| *s != "agentbus") {
+        ensure_npm(&peer_dir)?;
+    }
     let redis = nerve_testkit::RedisServer::start();
     let env = Env {
         nerve_bin: args

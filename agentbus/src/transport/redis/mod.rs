@@ -122,6 +122,9 @@ struct Inner {
     blocking: Mutex<Vec<Conn>>,
     groups: Mutex<std::collections::HashSet<Partition>>,
     live: broadcast::Sender<Arc<Envelope>>,
+    /// Tags this transport's entries on the live feed: they reach local receivers when they are
+    /// recorded, so the feed reader skips them instead of decoding them a second time.
+    origin: String,
     shutdown: CancellationToken,
 }
 
@@ -171,7 +174,13 @@ impl RedisTransport {
         let pump_conn = client.connect().await?;
         let (live, _) = broadcast::channel(4096);
         let shutdown = CancellationToken::new();
-        tokio::spawn(state::pump_live(pump_conn, live.clone(), shutdown.clone()));
+        let origin = crate::envelope::new_id();
+        tokio::spawn(state::pump_live(
+            pump_conn,
+            live.clone(),
+            origin.clone(),
+            shutdown.clone(),
+        ));
         Ok(RedisTransport {
             inner: Arc::new(Inner {
                 client,
@@ -180,6 +189,7 @@ impl RedisTransport {
                 blocking: Mutex::new(Vec::new()),
                 groups: Mutex::new(Default::default()),
                 live,
+                origin,
                 shutdown,
             }),
         })
@@ -260,6 +270,14 @@ impl Transport for RedisTransport {
     async fn ack(&self, d: &Delivery) -> TransportResult<()> {
         self.q_ack(d).await
     }
+    async fn record_and_ack(&self, env: &Envelope, d: &Delivery) -> TransportResult<()> {
+        if self.is_cluster() {
+            // The log, the feed and the queue are three slots: one step at a time.
+            self.s_record(env).await?;
+            return self.q_ack(d).await;
+        }
+        self.s_record_and_ack(env, d).await
+    }
     async fn retry_at(&self, d: &Delivery, due_ms: u64) -> TransportResult<()> {
         self.q_retry_at(d, due_ms).await
     }
@@ -311,6 +329,24 @@ impl Transport for RedisTransport {
     }
     async fn task_store(&self, record: &TaskRecord, expected: u64) -> TransportResult<bool> {
         self.s_task_store(record, expected).await
+    }
+    async fn submit_task(
+        &self,
+        record: &TaskRecord,
+        env: &Envelope,
+        p: &Partition,
+        deliver_at_ms: Option<u64>,
+    ) -> TransportResult<(bool, EnqueueOutcome)> {
+        if self.is_cluster() {
+            // Four slots: one step at a time.
+            let created = self.s_task_store(record, 0).await?;
+            if created {
+                self.s_record(env).await?;
+            }
+            let outcome = self.q_enqueue(p, env, deliver_at_ms).await?;
+            return Ok((created, outcome));
+        }
+        self.s_submit_task(record, env, p, deliver_at_ms).await
     }
     async fn task_ids(&self, limit: usize) -> TransportResult<Vec<String>> {
         self.s_task_ids(limit).await

@@ -31,6 +31,24 @@ fn field<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// Settles a delivery: two plain commands on one key, cheaper for Redis than a script, and
+/// nothing can claim the entry between them once it is acknowledged.
+pub(super) fn push_ack(pipe: &mut redis::Pipeline, d: &Delivery) {
+    let key = part_key(&d.partition, "s");
+    pipe.xack(&key, GROUP, &[&d.entry_id])
+        .ignore()
+        .xdel(&key, &[&d.entry_id])
+        .ignore();
+}
+
+pub(super) fn enqueue_outcome(reply: &str) -> EnqueueOutcome {
+    match reply {
+        "duplicate" => EnqueueOutcome::Duplicate,
+        "scheduled" => EnqueueOutcome::Scheduled,
+        _ => EnqueueOutcome::Enqueued,
+    }
+}
+
 impl RedisTransport {
     async fn ensure_group(&self, p: &Partition) -> TransportResult<()> {
         let known = self
@@ -90,11 +108,7 @@ impl RedisTransport {
             .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
-        Ok(match outcome.as_str() {
-            "duplicate" => EnqueueOutcome::Duplicate,
-            "scheduled" => EnqueueOutcome::Scheduled,
-            _ => EnqueueOutcome::Enqueued,
-        })
+        Ok(enqueue_outcome(&outcome))
     }
 
     pub(super) async fn q_cancel_scheduled(
@@ -215,13 +229,9 @@ impl RedisTransport {
     }
 
     pub(super) async fn q_ack(&self, d: &Delivery) -> TransportResult<()> {
-        let _: i64 = scripts::ACK
-            .key(part_key(&d.partition, "s"))
-            .arg(GROUP)
-            .arg(&d.entry_id)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(map_err)?;
+        let mut pipe = redis::pipe();
+        push_ack(&mut pipe, d);
+        let _: () = pipe.query_async(&mut self.conn()).await.map_err(map_err)?;
         Ok(())
     }
 

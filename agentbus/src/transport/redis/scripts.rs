@@ -8,9 +8,11 @@ use redis::Script;
 
 /// KEYS: stream, delayed zset, delayed payload hash, dedupe key.
 /// ARGV: envelope json, envelope id, deliver-at ms ('' = now), dedupe window ms, now ms.
-pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_LUA));
+
+/// The body of `ENQUEUE`, for pipelines that send it with `EVAL` (cached by Redis like
+/// `EVALSHA`, but never refused as unknown after a restart).
+pub const ENQUEUE_LUA: &str = r#"
 if not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[4]) then
   return 'duplicate'
 end
@@ -21,9 +23,7 @@ if ARGV[3] ~= '' and tonumber(ARGV[3]) > tonumber(ARGV[5]) then
 end
 redis.call('XADD', KEYS[1], '*', 'env', ARGV[1])
 return 'enqueued'
-"#,
-    )
-});
+"#;
 
 /// KEYS: delayed zset, delayed payload hash. ARGV: envelope id.
 pub static CANCEL_SCHEDULED: LazyLock<Script> = LazyLock::new(|| {
@@ -56,17 +56,6 @@ for _, p in ipairs(pending) do
   end
 end
 return out
-"#,
-    )
-});
-
-/// KEYS: stream. ARGV: group, entry id.
-pub static ACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local n = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-return n
 "#,
     )
 });
@@ -167,17 +156,16 @@ return redis.call('ZCARD', KEYS[1])
 });
 
 /// KEYS: task hash. ARGV: expected version, new version, record json, retention ms.
-pub static TASK_CAS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+pub static TASK_CAS: LazyLock<Script> = LazyLock::new(|| Script::new(TASK_CAS_LUA));
+
+/// The body of `TASK_CAS`, for pipelines.
+pub const TASK_CAS_LUA: &str = r#"
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'rec', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
-"#,
-    )
-});
+"#;
 
 /// KEYS: context hash. ARGV: value json, now ms, retention ms. Returns the new version.
 pub static CONTEXT_PUBLISH: LazyLock<Script> = LazyLock::new(|| {

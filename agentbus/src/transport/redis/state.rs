@@ -10,16 +10,21 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::{Conn, RedisTransport, map_err, scripts};
+use super::queue::{enqueue_outcome, push_ack};
+use super::{Conn, RedisTransport, map_err, part_key, scripts};
 use crate::a2a::AgentCard;
 use crate::clock;
 use crate::envelope::Envelope;
 use crate::task::TaskRecord;
-use crate::transport::{SharedContext, TransportError, TransportResult};
+use crate::transport::{
+    Delivery, EnqueueOutcome, Partition, SharedContext, TransportError, TransportResult,
+};
 
 const TASKS: &str = "bus:tasks";
 const AGENTS: &str = "bus:agents";
 const EVENTS: &str = "bus:events";
+/// Live-feed entry field naming the transport instance that recorded it.
+const ORIGIN_FIELD: &str = "o";
 
 fn corrupt(e: impl std::fmt::Display) -> TransportError {
     TransportError::Corrupt(e.to_string())
@@ -52,6 +57,16 @@ impl RedisTransport {
         expected: u64,
     ) -> TransportResult<bool> {
         let json = serde_json::to_string(record).map_err(corrupt)?;
+        if expected == 0 && !self.is_cluster() {
+            // A new task and its index entry in one round trip. `NX` keeps an existing task's
+            // index entry as it was when the store is refused.
+            let (stored, _): (i64, i64) = self
+                .task_create_pipe(record, &json)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(map_err)?;
+            return Ok(stored == 1);
+        }
         let stored: i64 = scripts::TASK_CAS
             .key(format!("bus:{{task:{}}}", record.task.id))
             .arg(expected)
@@ -69,6 +84,96 @@ impl RedisTransport {
                 .map_err(map_err)?;
         }
         Ok(stored == 1)
+    }
+
+    /// Creates a task record (version check 0) and adds it to the index (`ZADD NX`).
+    fn task_create_pipe(&self, record: &TaskRecord, json: &str) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(scripts::TASK_CAS_LUA)
+            .arg(1)
+            .arg(format!("bus:{{task:{}}}", record.task.id))
+            .arg(0)
+            .arg(record.version)
+            .arg(json)
+            .arg(self.retention_ms())
+            .cmd("ZADD")
+            .arg(TASKS)
+            .arg("NX")
+            .arg(record.created_ms)
+            .arg(&record.task.id);
+        pipe
+    }
+
+    /// Appends `json` (an event) to its correlation log and the live feed.
+    fn push_record(&self, pipe: &mut redis::Pipeline, env: &Envelope, json: &str) {
+        let key = format!("bus:{{corr:{}}}", env.correlation_id());
+        pipe.rpush(&key, json)
+            .ignore()
+            .pexpire(&key, self.retention_ms() as i64)
+            .ignore();
+        self.push_feed(pipe, json);
+    }
+
+    fn push_feed(&self, pipe: &mut redis::Pipeline, json: &str) {
+        pipe.cmd("XADD")
+            .arg(EVENTS)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config().live_feed_len)
+            .arg("*")
+            .arg("env")
+            .arg(json)
+            .arg(ORIGIN_FIELD)
+            .arg(&self.inner.origin)
+            .ignore();
+    }
+
+    /// Hands a recorded event to this process's live receivers (the feed reader skips it).
+    fn publish_local(&self, env: &Envelope) {
+        if self.inner.live.receiver_count() > 0 {
+            let _ = self.inner.live.send(Arc::new(env.clone()));
+        }
+    }
+
+    /// A new task in two round trips on one Redis: the record and its index entry, then (in
+    /// order, in one pipeline) the submission event if the record is new and the message.
+    pub(super) async fn s_submit_task(
+        &self,
+        record: &TaskRecord,
+        env: &Envelope,
+        p: &Partition,
+        deliver_at_ms: Option<u64>,
+    ) -> TransportResult<(bool, EnqueueOutcome)> {
+        let rec_json = serde_json::to_string(record).map_err(corrupt)?;
+        let (stored, _): (i64, i64) = self
+            .task_create_pipe(record, &rec_json)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(map_err)?;
+        let created = stored == 1;
+        let json = env.to_json();
+        let mut pipe = redis::pipe();
+        if created {
+            self.push_record(&mut pipe, env, &json);
+        }
+        pipe.cmd("EVAL")
+            .arg(scripts::ENQUEUE_LUA)
+            .arg(4)
+            .arg(part_key(p, "s"))
+            .arg(part_key(p, "d"))
+            .arg(part_key(p, "dp"))
+            .arg(part_key(p, &format!("dup:{}", env.id)))
+            .arg(&json)
+            .arg(&env.id)
+            .arg(deliver_at_ms.map(|t| t.to_string()).unwrap_or_default())
+            .arg(self.config().dedupe_window.as_millis() as u64)
+            .arg(clock::now_ms());
+        let (outcome,): (String,) = pipe.query_async(&mut self.conn()).await.map_err(map_err)?;
+        if created {
+            self.publish_local(env);
+        }
+        Ok((created, enqueue_outcome(&outcome)))
     }
 
     pub(super) async fn s_task_ids(&self, limit: usize) -> TransportResult<Vec<String>> {
@@ -141,30 +246,37 @@ impl RedisTransport {
         // Two slots, so not one script: the log is the record, the feed is a best-effort
         // notification that readers back up by re-reading state. A cluster pipeline must stay in
         // one slot, so there the feed gets its own round trip.
-        let mut log = redis::pipe();
-        log.rpush(&key, &json)
-            .ignore()
-            .pexpire(&key, self.retention_ms() as i64)
-            .ignore();
-        let mut feed = if self.is_cluster() {
-            let _: () = log.query_async(&mut self.conn()).await.map_err(map_err)?;
-            redis::pipe()
+        let mut pipe = redis::pipe();
+        if self.is_cluster() {
+            pipe.rpush(&key, &json)
+                .ignore()
+                .pexpire(&key, self.retention_ms() as i64)
+                .ignore();
+            let _: () = pipe.query_async(&mut self.conn()).await.map_err(map_err)?;
+            pipe = redis::pipe();
+            self.push_feed(&mut pipe, &json);
         } else {
-            log
-        };
-        let _: () = feed
-            .cmd("XADD")
-            .arg(EVENTS)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.config().live_feed_len)
-            .arg("*")
-            .arg("env")
-            .arg(&json)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await
-            .map_err(map_err)?;
+            self.push_record(&mut pipe, env, &json);
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await.map_err(map_err)?;
+        self.publish_local(env);
+        Ok(())
+    }
+
+    /// Records an event and settles a delivery in one transaction (one Redis only): if any of
+    /// it is refused (say, out of memory), none of it runs and the delivery stays held.
+    pub(super) async fn s_record_and_ack(
+        &self,
+        env: &Envelope,
+        d: &Delivery,
+    ) -> TransportResult<()> {
+        let json = env.to_json();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.push_record(&mut pipe, env, &json);
+        push_ack(&mut pipe, d);
+        let _: () = pipe.query_async(&mut self.conn()).await.map_err(map_err)?;
+        self.publish_local(env);
         Ok(())
     }
 
@@ -222,6 +334,7 @@ type FeedReply = Option<Vec<(String, Vec<(String, Vec<String>)>)>>;
 pub(super) async fn pump_live(
     mut conn: Conn,
     tx: broadcast::Sender<Arc<Envelope>>,
+    origin: String,
     shutdown: CancellationToken,
 ) {
     let mut last: Option<String> = None;
@@ -261,8 +374,11 @@ pub(super) async fn pump_live(
             Ok(reply) => {
                 for (_, entries) in reply.unwrap_or_default() {
                     for (id, fields) in entries {
+                        // Our own events reached local receivers when they were recorded.
+                        let own = fields.get(2).is_some_and(|k| k == ORIGIN_FIELD)
+                            && fields.get(3) == Some(&origin);
                         let json = fields.get(1).map(String::as_str).unwrap_or_default();
-                        if let Ok(env) = Envelope::from_json(json) {
+                        if !own && let Ok(env) = Envelope::from_json(json) {
                             let _ = tx.send(Arc::new(env));
                         }
                         last = Some(id);
