@@ -361,15 +361,21 @@ async fn submit_echo(hub: &HubProcess, traceparent: &str) -> (String, Value) {
     (token, r.json().await.expect("json"))
 }
 
+/// An exporting hub with a short batch delay (spans arrive while it runs) and agent `id`
+/// serving `echo` on /bus/ws.
+async fn hub_with_echo_agent(collector: &Collector, id: &str) -> (HubProcess, BusClient) {
+    let hub = exporting_hub(collector, bridge_support::FAST_BUS, "100");
+    let mut agent = BusClient::connect(&hub, id, &["bus.serve.echo"]).await;
+    agent
+        .ok("bus.register", json!({"card": card(id, &["echo"])}))
+        .await;
+    (hub, agent)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bus_task_is_handled_in_the_submitters_trace() {
     let collector = Collector::start().await;
-    // A short batch delay: spans arrive while the hub runs.
-    let hub = exporting_hub(&collector, bridge_support::FAST_BUS, "100");
-    let mut agent = BusClient::connect(&hub, "echo-1", &["bus.serve.echo"]).await;
-    agent
-        .ok("bus.register", json!({"card": card("echo-1", &["echo"])}))
-        .await;
+    let (hub, mut agent) = hub_with_echo_agent(&collector, "echo-1").await;
 
     let (trace, parent, tp) = new_traceparent();
     let (token, submitted) = submit_echo(&hub, &tp).await;
@@ -505,11 +511,7 @@ async fn config_check_reports_telemetry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a2a_and_agent_socket_submissions_carry_the_trace() {
     let collector = Collector::start().await;
-    let hub = exporting_hub(&collector, bridge_support::FAST_BUS, "100");
-    let mut agent = BusClient::connect(&hub, "echo-3", &["bus.serve.echo"]).await;
-    agent
-        .ok("bus.register", json!({"card": card("echo-3", &["echo"])}))
-        .await;
+    let (hub, mut agent) = hub_with_echo_agent(&collector, "echo-3").await;
 
     // A2A JSON-RPC with a traceparent header.
     let (trace, parent, tp) = new_traceparent();
