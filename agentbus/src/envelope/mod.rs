@@ -95,9 +95,17 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// A new sortable event id (ULID).
+/// A new sortable event id (ULID), strictly increasing within the process, so ids made in
+/// the same millisecond still sort in creation order.
 pub fn new_id() -> String {
-    ulid::Ulid::new().to_string()
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    let mut generator = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    // The random part overflows only after 2^80 ids in one millisecond.
+    generator
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
 }
 
 impl Envelope {

@@ -56,9 +56,11 @@ fn new_envelopes_are_valid_and_sortable() {
     let b = Envelope::new("agent://a", types::TASK_SUBMITTED);
     a.validate().expect("valid");
     assert_eq!(a.id.len(), 26, "ULID");
+    assert!(a.id < b.id, "ids sort by creation order");
+    let many: Vec<String> = (0..1000).map(|_| super::new_id()).collect();
     assert!(
-        a.id <= b.id || a.time == b.time,
-        "ids sort by creation time"
+        many.windows(2).all(|w| w[0] < w[1]),
+        "ids made in the same millisecond sort in creation order"
     );
     let c = Envelope::caused_by(&a, "agent://b", types::TASK_STATUS);
     assert_eq!(c.correlation_id(), a.id);
