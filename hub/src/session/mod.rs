@@ -106,38 +106,39 @@ impl Session {
     }
 
     /// Runs the session until it ends, then removes the connection from the hub.
-    pub async fn run(mut self, socket: WebSocket) {
+    pub fn run(self, socket: WebSocket) -> impl Future<Output = ()> + Send {
         let span = info_span!("conn", id = %self.conn.id, hub = %self.hub.name, user = self.conn.user_id.as_deref().unwrap_or(""));
-        async move {
-            let mut socket = socket;
-            let mut resumed = self.resumed;
-            self.share().await;
-            loop {
-                if self.greet(&mut socket, resumed).await.is_err() {
+        // The span wraps a plain async fn, so the task holding an idle connection keeps one
+        // copy of the session and its socket, not the two an async block inside would hold.
+        self.drive(socket).instrument(span)
+    }
+
+    async fn drive(mut self, mut socket: WebSocket) {
+        let mut resumed = self.resumed;
+        self.share().await;
+        loop {
+            if self.greet(&mut socket, resumed).await.is_err() {
+                if !self.wait_if_reliable(&mut socket).await {
+                    break;
+                }
+                resumed = true;
+                continue;
+            }
+            match self.attached(&mut socket).await {
+                End::Finished => break,
+                End::Reattached(new) => {
+                    socket = *new;
+                }
+                End::Dropped => {
                     if !self.wait_if_reliable(&mut socket).await {
                         break;
                     }
-                    resumed = true;
-                    continue;
                 }
-                match self.attached(&mut socket).await {
-                    End::Finished => break,
-                    End::Reattached(new) => {
-                        socket = *new;
-                    }
-                    End::Dropped => {
-                        if !self.wait_if_reliable(&mut socket).await {
-                            break;
-                        }
-                    }
-                }
-                resumed = true;
-                metrics::global().reconnections.inc();
             }
-            self.finish().await;
+            resumed = true;
+            metrics::global().reconnections.inc();
         }
-        .instrument(span)
-        .await
+        self.finish().await;
     }
 
     /// For a reliable session, waits for the client to come back; returns false when the
