@@ -433,21 +433,25 @@ impl Bus {
 
     /// Messages of `capability` waiting, in flight and dead-lettered, over all its partitions.
     pub async fn queue_levels(&self, capability: &str) -> Result<QueueLevels, BusError> {
-        let mut total = QueueLevels::default();
-        for p in self.partitions(capability) {
-            total += self.inner.transport.queue_levels(&p).await?;
-        }
-        Ok(total)
+        self.sum_levels(self.partitions(capability)).await
     }
 
     /// Queue levels of every declared capability, summed.
     pub async fn total_queue_levels(&self) -> Result<QueueLevels, BusError> {
+        let mut partitions = Vec::new();
+        for (capability, n) in self.inner.transport.capabilities().await? {
+            partitions.extend((0..n.max(1)).map(|i| Partition::new(capability.as_str(), i)));
+        }
+        self.sum_levels(partitions).await
+    }
+
+    async fn sum_levels(
+        &self,
+        partitions: impl IntoIterator<Item = Partition>,
+    ) -> Result<QueueLevels, BusError> {
         let mut total = QueueLevels::default();
-        for (capability, partitions) in self.inner.transport.capabilities().await? {
-            for i in 0..partitions.max(1) {
-                let p = Partition::new(capability.as_str(), i);
-                total += self.inner.transport.queue_levels(&p).await?;
-            }
+        for p in partitions {
+            total += self.inner.transport.queue_levels(&p).await?;
         }
         Ok(total)
     }

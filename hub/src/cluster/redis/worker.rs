@@ -276,10 +276,7 @@ async fn run_job(broker: &Arc<RedisBroker>, conn: &mut Conn, job: Job) {
             let owner: redis::RedisResult<Option<String>> =
                 conn.hget(keys::connections(hub), id).await;
             let channel = match owner {
-                Ok(Some(v)) => {
-                    let node = v.split(['#', '\n']).next().unwrap_or_default();
-                    keys::node_channel(node)
-                }
+                Ok(Some(v)) => keys::node_channel(node_of(&v)),
                 _ => keys::broadcast_channel(),
             };
             publish_to(conn, &channel, bytes).await.map(|_| ())
@@ -317,6 +314,11 @@ async fn run_job(broker: &Arc<RedisBroker>, conn: &mut Conn, job: Job) {
     }
 }
 
+/// The node id in a presence entry (`node#epoch\nuser…`) or a node incarnation (`node#epoch`).
+fn node_of(entry: &str) -> &str {
+    entry.split(['#', '\n']).next().unwrap_or_default()
+}
+
 /// Publishes on a channel; answers how many subscribers got it.
 async fn publish_to(conn: &mut Conn, channel: &str, bytes: &[u8]) -> redis::RedisResult<i64> {
     let mut msg = Vec::with_capacity(bytes.len() + 2);
@@ -348,11 +350,9 @@ async fn direct(
         .map(|v| v.split('\n').next().unwrap_or_default().to_string());
     if let Some(owner) = &owner
         && super::presence::is_alive(broker, conn, owner).await
+        && publish_to(conn, &keys::node_channel(node_of(owner)), bytes).await? > 0
     {
-        let node = owner.split('#').next().unwrap_or_default();
-        if publish_to(conn, &keys::node_channel(node), bytes).await? > 0 {
-            return Ok(());
-        }
+        return Ok(());
     }
     let dead = owner.unwrap_or_default();
     let kept = broker
