@@ -20,7 +20,7 @@ use crate::cluster::{Broker, LocalBroker};
 use crate::config::Config;
 use crate::limits::{ConnectionBudget, LimitKind, RestRate};
 use crate::metrics;
-use crate::router::Router;
+use crate::registry::Registry;
 use crate::transport;
 use crate::upstream::Upstream;
 
@@ -34,7 +34,7 @@ pub struct AppState {
     /// Access keys for tokens.
     pub keys: AccessKeys,
     /// Connections, users and groups.
-    pub router: Router,
+    pub router: Registry,
     /// Upstream event handlers (CloudEvents webhooks).
     pub upstream: Arc<Upstream>,
     /// How messages and registry operations reach other nodes.
@@ -69,7 +69,7 @@ impl AppState {
                 AccessKeys::new(config.access_keys.clone()),
             )),
             config,
-            router: Router::with_membership(broker.clone()),
+            router: Registry::with_membership(broker.clone()),
             broker,
             shutdown,
             tasks: TaskTracker::new(),

@@ -13,9 +13,10 @@ use tracing::debug;
 use crate::auth::{AuthError, normalize_audience};
 use crate::error::ApiError;
 use crate::metrics;
+use crate::names::valid_hub_name;
 use crate::protocol::Subprotocol;
 use crate::protocol::client_frame::validate_group_name;
-use crate::router::{CLOSE_NO_RECOVERY, Connection, ConnectionSpec, Roles, valid_hub_name};
+use crate::registry::{CLOSE_NO_RECOVERY, Connection, ConnectionSpec, Roles};
 use crate::server::AppState;
 use crate::session::{Session, SimpleMode};
 use crate::upstream::{ConnectRequest, EventContext, EventKind, Notice};
@@ -77,7 +78,7 @@ async fn connect(
             .flat_map(|v| v.split(',')),
     );
     let offered_any = ws.requested_protocols().next().is_some();
-    let hub_key = crate::router::normalize_hub(&hub_name).into_owned();
+    let hub_key = crate::names::normalize_hub(&hub_name).into_owned();
     // Unknown subprotocols are the connect handler's to choose from.
     let connect_handler = app.upstream.handles(&hub_key, EventKind::Connect);
     if protocol == Subprotocol::Simple && offered_any && !connect_handler {
@@ -98,7 +99,7 @@ async fn connect(
 
     let settings = app
         .config
-        .hub_settings(&crate::router::normalize_hub(&hub_name));
+        .hub_settings(&crate::names::normalize_hub(&hub_name));
     let token = query_value(&uri, "access_token").or_else(|| crate::auth::bearer_token(&headers));
     let claims = match token {
         Some(t) => {
@@ -210,7 +211,7 @@ async fn connect(
     let limits = &app.config.limits;
     let spec = ConnectionSpec {
         id: Arc::from(conn_id),
-        hub: Arc::from(crate::router::normalize_hub(&hub_name).as_ref()),
+        hub: Arc::from(crate::names::normalize_hub(&hub_name).as_ref()),
         user_id: user_id.filter(|u| !u.is_empty()).map(Arc::from),
         protocol,
         roles: Roles::from_claims(&roles),
@@ -293,7 +294,7 @@ fn reconnect(
                 .as_deref()
                 .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
         });
-    let hub_key = crate::router::normalize_hub(hub_name).into_owned();
+    let hub_key = crate::names::normalize_hub(hub_name).into_owned();
     ws.on_upgrade(move |socket| async move {
         let refused = match conn {
             Some(c) => c.reattach(Box::new(socket)).err(),

@@ -95,7 +95,7 @@ async fn token(
             .into_response();
     }
     let hub = q.hub.unwrap_or_else(|| "chat".into());
-    if !crate::router::valid_hub_name(&hub) {
+    if !crate::names::valid_hub_name(&hub) {
         return (StatusCode::BAD_REQUEST, "invalid hub name").into_response();
     }
     let user = q
@@ -103,8 +103,8 @@ async fn token(
         .filter(|u| !u.is_empty() && u.len() <= 64)
         .unwrap_or_else(|| "guest".into());
     let mut roles = vec![
-        crate::router::roles::JOIN_LEAVE.to_string(),
-        crate::router::roles::SEND_TO_GROUP.to_string(),
+        crate::registry::roles::JOIN_LEAVE.to_string(),
+        crate::registry::roles::SEND_TO_GROUP.to_string(),
     ];
     if hub.eq_ignore_ascii_case(&app.config.bus.hub) {
         roles.extend(["bus.watch", "bus.reply", "bus.submit"].map(String::from));

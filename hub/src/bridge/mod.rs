@@ -13,12 +13,12 @@ mod history;
 mod levels;
 mod ops;
 mod remote;
-mod settings;
+
 mod ws;
 
+use crate::config::bus::{BusSettings, BusTransport};
 pub use grants::{Grants, TokenError, Verb, verify as grants_of};
 pub use ops::{OpError, call};
-pub use settings::{BusSettings, BusTransport, DemoSettings};
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -34,7 +34,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::protocol::server_frame::From;
 use crate::protocol::{DataType, Payload};
-use crate::router::Delivery;
+use crate::registry::Delivery;
 use crate::server::AppState;
 
 /// How many group names the bridge remembers for resync notices after the live feed lagged.
@@ -211,7 +211,7 @@ impl Bridge {
         }
     }
 
-    fn send(&self, hub: &crate::router::Hub, group: &str, body: &str) {
+    fn send(&self, hub: &crate::registry::Hub, group: &str, body: &str) {
         let Ok(payload) = Payload::from_body(DataType::Json, Bytes::from(body.to_string())) else {
             return;
         };

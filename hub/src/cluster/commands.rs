@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Command, Selector};
 use crate::filter::Filter;
-use crate::router::{CLOSE_NO_RECOVERY, Connection, Hub, Permission};
+use crate::registry::{CLOSE_NO_RECOVERY, Connection, Hub, Permission};
 use crate::server::AppState;
 use crate::upstream::Notice;
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use async_trait::async_trait;
 
 use super::{Broker, Command, Member, Scope, SessionStore, Target, deliver_local};
-use crate::router::{Connection, Delivery, FanOut, Hub, Membership};
+use crate::registry::{Connection, Delivery, FanOut, Hub, Membership};
 use crate::server::AppState;
 
 /// The broker of a single node.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use local::LocalBroker;
 
 use crate::filter::Filter;
-use crate::router::{Connection, Delivery, FanOut, Hub, Membership};
+use crate::registry::{Connection, Delivery, FanOut, Hub, Membership};
 use crate::server::AppState;
 
 /// Who a message is for.

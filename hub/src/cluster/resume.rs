@@ -8,7 +8,7 @@ use axum::extract::ws::WebSocket;
 use tracing::debug;
 
 use crate::protocol::Subprotocol;
-use crate::router::{Connection, ConnectionSpec, Roles};
+use crate::registry::{Connection, ConnectionSpec, Roles};
 use crate::server::AppState;
 use crate::session::{Session, SimpleMode};
 

@@ -13,7 +13,7 @@ use crate::config::{Cli, Config};
 use crate::protocol::Payload;
 use crate::protocol::Subprotocol;
 use crate::protocol::server_frame::From;
-use crate::router::{Connection, ConnectionReceivers, ConnectionSpec, Delivery, Roles};
+use crate::registry::{Connection, ConnectionReceivers, ConnectionSpec, Delivery, Roles};
 use crate::server::AppState;
 
 struct Nodes {

@@ -13,7 +13,7 @@ mod parser;
 pub use ast::Expr;
 pub use eval::Target;
 
-use crate::router::Connection;
+use crate::registry::Connection;
 
 /// Most comparisons, `in` tests and boolean function calls in one filter.
 pub const MAX_CLAUSES: usize = 100;

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 use crate::metrics;
 use crate::protocol::server_frame::ErrorName;
-use crate::router::Connection;
+use crate::registry::Connection;
 use crate::session::{End, Session};
 
 /// Which limit was hit (the metric label).

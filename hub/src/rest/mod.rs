@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::limits::RestCaller;
-use crate::router::valid_hub_name;
+use crate::names::valid_hub_name;
 use crate::server::AppState;
 use route::{Op, RouteError};
 
@@ -83,7 +83,7 @@ async fn dispatch(
         .into_response();
     }
     let call = Call {
-        hub: crate::router::normalize_hub(&hub).into_owned(),
+        hub: crate::names::normalize_hub(&hub).into_owned(),
         query: Query::parse(uri.query()),
         app,
         headers,

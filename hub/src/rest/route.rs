@@ -7,7 +7,7 @@
 use axum::http::Method;
 use percent_encoding::percent_decode_str;
 
-use crate::router::Permission;
+use crate::registry::Permission;
 
 /// A data-plane operation, with its decoded path parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]

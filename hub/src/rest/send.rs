@@ -13,7 +13,7 @@ use crate::cluster::{Scope, Target};
 use crate::error::ApiError;
 use crate::metrics;
 use crate::protocol::server_frame::From;
-use crate::router::Delivery;
+use crate::registry::Delivery;
 
 /// The `excluded` ids and the `filter` (checked here, so a bad one is a 400 rather than a
 /// message nobody receives).

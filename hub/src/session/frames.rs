@@ -9,7 +9,7 @@ use super::{CLOSE_INVALID_PAYLOAD, CLOSE_UNSUPPORTED_DATA, End, Session, SimpleM
 use crate::metrics;
 use crate::protocol::server_frame::{self, ErrorName, From};
 use crate::protocol::{ClientFrame, Payload, Subprotocol, parse_client_frame};
-use crate::router::{CLOSE_NO_RECOVERY, Delivery};
+use crate::registry::{CLOSE_NO_RECOVERY, Delivery};
 use crate::upstream::{EventKind, Job, Notice, PipeReply};
 
 /// The answer to a request that carries an `ackId`.

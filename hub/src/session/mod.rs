@@ -19,7 +19,7 @@ use tracing::{Instrument, debug, info_span};
 
 use crate::metrics;
 use crate::protocol::{Subprotocol, server_frame};
-use crate::router::{CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, Control, Delivery, Hub};
+use crate::registry::{CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, Control, Delivery, Hub};
 use crate::server::AppState;
 
 /// How a simple (no subprotocol) client's frames are handled.

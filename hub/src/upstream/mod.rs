@@ -23,7 +23,7 @@ use tracing::{Instrument, debug, warn};
 use crate::auth::AccessKeys;
 use crate::config::Config;
 use crate::protocol::{DataType, Payload};
-use crate::router::Connection;
+use crate::registry::Connection;
 
 pub use cloudevents::EventContext;
 pub use connect::{ConnectOutcome, ConnectRefused, ConnectRequest, ConnectResponse};

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::protocol::Payload;
 use crate::protocol::server_frame::{self, ErrorName, From};
-use crate::router::Delivery;
+use crate::registry::Delivery;
 
 use super::{EventContext, Upstream, UpstreamError};
 

@@ -34,7 +34,7 @@ use parking_lot::{Mutex, RwLock};
 use super::envelope::{Body, Envelope, Message};
 use super::{Broker, Command, Member, Scope, SessionStore, Target, deliver_local};
 use crate::metrics;
-use crate::router::{Connection, Delivery, FanOut, Hub, Membership};
+use crate::registry::{Connection, Delivery, FanOut, Hub, Membership};
 use crate::server::AppState;
 pub use conn::Conn;
 

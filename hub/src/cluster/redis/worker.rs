@@ -17,7 +17,7 @@ use super::{Detached, Job, RedisBroker, keys};
 use crate::cluster::envelope::{Body, Envelope};
 use crate::cluster::{Scope, Target, commands, deliver_local};
 use crate::metrics;
-use crate::router::{Delivery, Position};
+use crate::registry::{Delivery, Position};
 
 /// Most detached sessions written in one pipeline.
 const DETACHED_BATCH: usize = 256;

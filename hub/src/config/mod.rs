@@ -10,6 +10,8 @@ use serde::Deserialize;
 
 pub use crate::limits::Limits;
 
+pub mod bus;
+
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -181,9 +183,9 @@ pub struct FileConfig {
     /// Scale-out timing and retention.
     pub cluster: ClusterSettings,
     /// The agent bus inside the hub.
-    pub bus: crate::bridge::BusSettings,
+    pub bus: bus::BusSettings,
     /// The demo pages and their token endpoint.
-    pub demo: crate::bridge::DemoSettings,
+    pub demo: bus::DemoSettings,
     /// TLS certificate and key.
     pub tls: crate::tls::TlsSettings,
     /// Browser origins and CORS.
@@ -230,7 +232,7 @@ pub struct Config {
     /// Scale-out timing and retention.
     pub cluster: ClusterSettings,
     /// The agent bus inside the hub.
-    pub bus: crate::bridge::BusSettings,
+    pub bus: bus::BusSettings,
     /// Whether `/demo/token` mints tokens (resolved from `[demo]` and the listen address).
     pub demo_tokens: bool,
     /// TLS certificate and key (flags over the file).
@@ -407,7 +409,7 @@ impl Config {
             return bad("limits.handshake_timeout_ms must be at least 100");
         }
         for (name, hub) in &self.hubs {
-            if !crate::router::valid_hub_name(name) {
+            if !crate::names::valid_hub_name(name) {
                 return Err(ConfigError::Invalid(format!("invalid hub name '{name}'")));
             }
             for h in &hub.event_handlers {

@@ -1,4 +1,4 @@
-//! The router: every hub's registry of connections, users and groups, and fan-out into
+//! The registry: every hub's registry of connections, users and groups, and fan-out into
 //! per-connection outboxes.
 
 pub mod connection;
@@ -15,6 +15,8 @@ pub use connection::{
 };
 pub use hub::{FanOut, Group, Hub};
 pub use roles::{Permission, Roles};
+
+use crate::names::normalize_hub;
 
 /// Told about registry changes that other nodes must learn: the cluster keeps presence and
 /// group subscriptions from these. Calls happen under no lock and must not block.
@@ -33,12 +35,12 @@ pub trait Membership: Send + Sync {
 
 /// All hubs of this node.
 #[derive(Default)]
-pub struct Router {
+pub struct Registry {
     hubs: DashMap<Arc<str>, Arc<Hub>>,
     membership: Option<Arc<dyn Membership>>,
 }
 
-impl Router {
+impl Registry {
     /// An empty router.
     pub fn new() -> Self {
         Self::default()
@@ -46,7 +48,7 @@ impl Router {
 
     /// An empty router whose hubs report registry changes to `membership`.
     pub fn with_membership(membership: Arc<dyn Membership>) -> Self {
-        Router {
+        Registry {
             hubs: DashMap::new(),
             membership: Some(membership),
         }
@@ -82,34 +84,13 @@ impl Router {
     }
 }
 
-/// Hub names compare case-insensitively, as the service does; they are kept lowercase.
-pub fn normalize_hub(name: &str) -> std::borrow::Cow<'_, str> {
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(name.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(name)
-    }
-}
-
-/// Whether a hub name is valid: a letter, then up to 127 of ``A-Za-z0-9_`,.[]``.
-pub fn valid_hub_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
-        && name.len() <= 128
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_`,.[]".contains(c))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn hub_names() {
-        assert!(valid_hub_name("chat_1"));
-        assert!(!valid_hub_name("1chat"));
-        assert!(!valid_hub_name("a/b"));
-        assert!(!valid_hub_name(&"a".repeat(129)));
-        let r = Router::new();
+        let r = Registry::new();
         let a = r.hub_or_create("Chat");
         assert!(Arc::ptr_eq(&a, &r.hub("chat").unwrap()));
     }
