@@ -22,7 +22,7 @@ use crate::limits::{ConnectionBudget, LimitKind, RestRate};
 use crate::metrics;
 use crate::registry::Registry;
 use crate::transport;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamSetup};
 
 /// How long shutdown waits for sessions to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -64,10 +64,7 @@ impl AppState {
         let rest_rate = RestRate::new(&config.limits);
         let state = Arc::new(AppState {
             keys: AccessKeys::new(config.access_keys.clone()),
-            upstream: Arc::new(Upstream::new(
-                &config,
-                AccessKeys::new(config.access_keys.clone()),
-            )),
+            upstream: Arc::new(Upstream::new(upstream_setup(&config))),
             config,
             router: Registry::with_membership(broker.clone()),
             broker,
@@ -96,6 +93,22 @@ impl AppState {
     /// the other nodes through Redis.
     pub fn is_ready(&self) -> bool {
         self.is_serving() && self.broker.is_ready()
+    }
+}
+
+/// What the upstream client needs of the configuration.
+fn upstream_setup(config: &Config) -> UpstreamSetup {
+    UpstreamSetup {
+        settings: config.upstream.clone(),
+        handlers: config
+            .hubs
+            .iter()
+            .map(|(k, s)| (k.clone(), s.event_handlers.clone()))
+            .collect(),
+        keys: AccessKeys::new(config.access_keys.clone()),
+        public_endpoint: config.public_endpoint.clone(),
+        listen_ip: config.listen.ip().to_string(),
+        max_body: config.limits.max_frame_bytes,
     }
 }
 

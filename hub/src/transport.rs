@@ -234,9 +234,12 @@ async fn connect(
             hub.join(&conn, g);
             app.broker.group_ready(&hub.name, g).await;
         }
-        app.upstream.register(&conn, subprotocol_name, state);
         app.upstream
-            .notify(app.upstream.context(&conn), Notice::Connected);
+            .register(&conn.event_context(), subprotocol_name, state);
+        app.upstream.notify(
+            app.upstream.context(conn.event_context()),
+            Notice::Connected,
+        );
         let m = metrics::global();
         m.connections.inc();
         m.connections_opened.inc();

@@ -69,7 +69,7 @@ pub fn apply(app: &AppState, hub: &str, cmd: &Command) {
         } => {
             let Ok(f) = Filter::parse(filter) else { return };
             for c in h.all_connections() {
-                if !f.matches_connection(&c) {
+                if !c.matches(&f) {
                     continue;
                 }
                 for g in groups {
@@ -139,5 +139,5 @@ fn notify(app: &AppState, c: &Connection, group: &str, joined: bool) {
     } else {
         Notice::Left { group }
     };
-    up.notify(up.context(c), notice);
+    up.notify(up.context(c.event_context()), notice);
 }

@@ -73,7 +73,7 @@ impl Scope {
             self.excluded.iter().any(|e| **e == *c.id)
                 || match &filter {
                     None => false,
-                    Some(Ok(f)) => !f.matches_connection(c),
+                    Some(Ok(f)) => !c.matches(f),
                     Some(Err(_)) => true,
                 }
         }

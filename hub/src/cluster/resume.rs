@@ -43,7 +43,7 @@ pub async fn resume(
     h.add_connection(&conn);
     // The connection's upstream state (from a connect handler) stays with its first node.
     let protocol = Subprotocol::JsonReliable.name().map(str::to_string);
-    app.upstream.register(&conn, protocol, None);
+    app.upstream.register(&conn.event_context(), protocol, None);
     let mut positions = Vec::new();
     for (g, pos) in &saved.groups {
         h.join(&conn, g);

@@ -11,8 +11,10 @@ use axum::extract::ws::{Utf8Bytes, WebSocket};
 use parking_lot::Mutex;
 
 use super::roles::Roles;
+use crate::filter::{Filter, Target};
 use crate::protocol::server_frame::{self, From};
 use crate::protocol::{Payload, Subprotocol};
+use crate::upstream::EventContext;
 
 /// One message on its way to many connections: encoded once, shared by all.
 #[derive(Debug)]
@@ -288,6 +290,28 @@ impl Connection {
             }
             None => false,
         }
+    }
+
+    /// Who this connection is, as upstream events name it (before a connect handler's choice
+    /// of subprotocol, which the upstream client remembers).
+    pub fn event_context(&self) -> EventContext {
+        EventContext {
+            hub: self.hub.clone(),
+            connection_id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            subprotocol: self.protocol.name().map(Arc::from),
+        }
+    }
+
+    /// Whether an OData filter is true for this connection (reads its groups under their
+    /// lock).
+    pub fn matches(&self, filter: &Filter) -> bool {
+        let groups = self.groups.lock();
+        filter.matches(&Target {
+            connection_id: &self.id,
+            user_id: self.user_id.as_deref(),
+            groups: &groups,
+        })
     }
 
     /// Whether this connection is in `group`.

@@ -315,13 +315,16 @@ impl Session {
 
     fn notify_group(&self, notice: Notice) {
         let up = &self.app.upstream;
-        up.notify(up.context(&self.conn), notice);
+        up.notify(up.context(self.conn.event_context()), notice);
     }
 
     /// Hands a user event to this connection's upstream lane without waiting for the call.
     async fn send_upstream(&mut self, socket: &mut WebSocket, job: Job) -> Option<End> {
         let up = self.app.upstream.clone();
-        let Err(job) = self.events.submit(&up, up.context(&self.conn), job) else {
+        let Err(job) = self
+            .events
+            .submit(&up, up.context(self.conn.event_context()), job)
+        else {
             return None;
         };
         metrics::global().protocol_error("upstream_lane_full");

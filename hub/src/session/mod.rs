@@ -418,7 +418,9 @@ impl Session {
             .get()
             .map(String::as_str)
             .unwrap_or_default();
-        self.app.upstream.disconnected(&self.conn, reason);
+        self.app
+            .upstream
+            .disconnected(self.conn.event_context(), reason);
         metrics::global().connections.dec();
         debug!("connection closed");
     }
