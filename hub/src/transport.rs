@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use crate::http::upgrade::WsUpgrade;
+use crate::socket::{Socket, WebSocketConfig};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tracing::debug;
 
 use crate::auth::{AuthError, normalize_audience};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::metrics;
 use crate::names::valid_hub_name;
 use crate::protocol::Subprotocol;
@@ -27,7 +28,7 @@ pub async fn client_hub_path(
     Path(hub): Path<String>,
     headers: HeaderMap,
     uri: Uri,
-    ws: WebSocketUpgrade,
+    ws: WsUpgrade,
 ) -> Response {
     connect(app, hub, headers, uri, ws).await
 }
@@ -37,7 +38,7 @@ pub async fn client_hub_query(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     uri: Uri,
-    ws: WebSocketUpgrade,
+    ws: WsUpgrade,
 ) -> Response {
     let hub = query_value(&uri, "hub").unwrap_or_default();
     connect(app, hub, headers, uri, ws).await
@@ -55,7 +56,7 @@ async fn connect(
     hub_name: String,
     headers: HeaderMap,
     uri: Uri,
-    ws: WebSocketUpgrade,
+    ws: WsUpgrade,
 ) -> Response {
     if !valid_hub_name(&hub_name) {
         return ApiError::bad_request(format!(
@@ -72,12 +73,8 @@ async fn connect(
         )
         .into_response();
     }
-    let protocol = Subprotocol::negotiate(
-        ws.requested_protocols()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(',')),
-    );
-    let offered_any = ws.requested_protocols().next().is_some();
+    let protocol = Subprotocol::negotiate(ws.offered().iter().map(String::as_str));
+    let offered_any = !ws.offered().is_empty();
     let hub_key = crate::names::normalize_hub(&hub_name).into_owned();
     // Unknown subprotocols are the connect handler's to choose from.
     let connect_handler = app.upstream.handles(&hub_key, EventKind::Connect);
@@ -123,16 +120,8 @@ async fn connect(
         Ok(m) => m,
         Err(msg) => return ApiError::bad_request(msg).into_response(),
     };
-    let connect_request = connect_handler.then(|| {
-        let offered: Vec<String> = ws
-            .requested_protocols()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty())
-            .collect();
-        ConnectRequest::new(claims.as_ref(), &uri, &headers, offered)
-    });
+    let connect_request = connect_handler
+        .then(|| ConnectRequest::new(claims.as_ref(), &uri, &headers, ws.offered().to_vec()));
     let (user_id, roles, groups) = match claims {
         Some(c) => (c.sub, c.role, c.groups),
         None => (None, Vec::new(), Vec::new()),
@@ -195,7 +184,7 @@ async fn connect(
             }
             protocol = Subprotocol::negotiate([p.as_str()]);
             if let Ok(v) = HeaderValue::from_str(&p) {
-                ws.set_selected_protocol(v);
+                ws.select_protocol(v);
             }
             subprotocol_name = Some(p);
         }
@@ -249,19 +238,20 @@ async fn connect(
     })
 }
 
-fn configure(app: &AppState, ws: WebSocketUpgrade, protocol: Subprotocol) -> WebSocketUpgrade {
+fn configure(app: &AppState, ws: WsUpgrade, protocol: Subprotocol) -> WsUpgrade {
     let max = app.config.limits.max_frame_bytes;
-    let mut ws = ws
+    let config = WebSocketConfig::default()
         .read_buffer_size(1024)
         // Frames fed in one batch are written together once 8 KiB gather or at the flush,
         // instead of one syscall and one TCP segment per frame. The buffer is allocated only
         // when something is written, so idle connections do not pay for it.
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(app.config.limits.outbox_bytes.max(max * 2))
-        .max_message_size(max)
-        .max_frame_size(max);
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let mut ws = ws.config(config);
     if let Some(name) = protocol.name() {
-        ws.set_selected_protocol(HeaderValue::from_static(name));
+        ws.select_protocol(HeaderValue::from_static(name));
     }
     ws
 }
@@ -286,7 +276,7 @@ fn reconnect(
     hub_name: &str,
     conn_id: String,
     token: String,
-    ws: WebSocketUpgrade,
+    ws: WsUpgrade,
 ) -> Response {
     let conn = app
         .router
@@ -315,7 +305,7 @@ fn reconnect(
     })
 }
 
-async fn refuse_session(socket: &mut WebSocket) {
+async fn refuse_session(socket: &mut Socket) {
     let reason = "The session is gone (unknown connection, wrong token or expired); connect again";
     crate::session::say_goodbye(socket, Some(reason), CLOSE_NO_RECOVERY, "session not found").await;
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -19,6 +18,8 @@ use super::grants::Grants;
 use super::ops::{Caller, OpError, call};
 use super::remote::Remote;
 use super::{Bridge, BridgeCell};
+use crate::http::upgrade::WsUpgrade;
+use crate::socket::{Message, Socket, WebSocketConfig};
 
 /// The subprotocol agents offer.
 pub const SUBPROTOCOL: &str = "json.webpubsub.azure.v1";
@@ -34,7 +35,7 @@ pub async fn upgrade(
     State(cell): State<BridgeCell>,
     headers: HeaderMap,
     uri: Uri,
-    ws: WebSocketUpgrade,
+    mut ws: WsUpgrade,
 ) -> Response {
     let bridge = match cell.get() {
         Ok(b) => b,
@@ -46,12 +47,15 @@ pub async fn upgrade(
     };
     let max = cell.app.config.limits.max_frame_bytes;
     let keepalive = cell.app.config.limits.keepalive();
-    ws.protocols([SUBPROTOCOL])
-        .max_message_size(max)
+    if ws.offered().iter().any(|p| p == SUBPROTOCOL) {
+        ws.select_protocol(axum::http::HeaderValue::from_static(SUBPROTOCOL));
+    }
+    let config = WebSocketConfig::default().max_message_size(Some(max));
+    ws.config(config)
         .on_upgrade(move |socket| run(bridge, grants, socket, keepalive))
 }
 
-async fn run(bridge: Arc<Bridge>, grants: Grants, socket: WebSocket, keepalive: Duration) {
+async fn run(bridge: Arc<Bridge>, grants: Grants, socket: Socket, keepalive: Duration) {
     let (mut sink, mut stream) = socket.split();
     // Fired on an invalid client frame: the writer sends a 1007 close and stops.
     let invalid = CancellationToken::new();
@@ -70,10 +74,7 @@ async fn run(bridge: Arc<Bridge>, grants: Grants, socket: WebSocket, keepalive: 
             let msg = tokio::select! {
                 biased;
                 _ = close_invalid.cancelled() => {
-                    let _ = sink.send(Message::Close(Some(CloseFrame {
-                        code: CLOSE_INVALID,
-                        reason: Utf8Bytes::from_static("Invalid frame"),
-                    }))).await;
+                    let _ = sink.send(crate::socket::close_frame(CLOSE_INVALID, "Invalid frame")).await;
                     break;
                 }
                 f = rx.recv() => match f {
@@ -102,7 +103,7 @@ async fn run(bridge: Arc<Bridge>, grants: Grants, socket: WebSocket, keepalive: 
             };
             let text = match frame {
                 Ok(Some(Ok(Message::Text(t)))) => t,
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => continue,
                 Ok(Some(Ok(Message::Binary(_)))) => {
                     invalid.cancel();
                     break;

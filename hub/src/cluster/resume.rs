@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocket;
+use crate::socket::Socket;
 use tracing::debug;
 
 use crate::protocol::Subprotocol;
@@ -19,8 +19,8 @@ pub async fn resume(
     hub: &str,
     conn_id: &str,
     token: &str,
-    socket: WebSocket,
-) -> Result<(), WebSocket> {
+    socket: Socket,
+) -> Result<(), Socket> {
     let Some(store) = app.broker.sessions() else {
         return Err(socket);
     };

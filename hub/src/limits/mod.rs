@@ -11,11 +11,11 @@ pub use settings::Limits;
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use crate::socket::{Message, Socket};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::metrics;
 use crate::protocol::server_frame::ErrorName;
 use crate::registry::Connection;
@@ -123,8 +123,8 @@ impl Session {
     /// told why and the connection closes with 1008.
     pub(crate) async fn enforce_rate(
         &mut self,
-        socket: &mut WebSocket,
-        msg: &Option<Result<Message, axum::Error>>,
+        socket: &mut Socket,
+        msg: &Option<Result<Message, crate::socket::Error>>,
     ) -> Option<End> {
         let len = match msg {
             Some(Ok(Message::Text(t))) => t.len(),

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use axum::extract::ws::{Utf8Bytes, WebSocket};
+use crate::socket::{Socket, Utf8Bytes};
 use parking_lot::Mutex;
 
 use super::roles::Roles;
@@ -90,7 +90,7 @@ pub enum Control {
         code: u16,
     },
     /// A reliable client came back: continue the session on this socket.
-    Reattach(Box<WebSocket>),
+    Reattach(Box<Socket>),
 }
 
 /// Close code for sessions that must not be recovered (policy violation).
@@ -242,7 +242,7 @@ impl Connection {
 
     /// Hands a new socket to a reliable session. Gives the socket back if the session is gone
     /// or closing.
-    pub fn reattach(&self, ws: Box<WebSocket>) -> Result<(), Option<Box<WebSocket>>> {
+    pub fn reattach(&self, ws: Box<Socket>) -> Result<(), Option<Box<Socket>>> {
         if self.closing.load(Ordering::Relaxed) {
             return Err(Some(ws));
         }

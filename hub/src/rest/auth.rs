@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use percent_encoding::percent_decode_str;
 
 use crate::auth::{AuthError, audience_matches};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::metrics;
 use crate::server::AppState;
 

@@ -9,7 +9,7 @@ use axum::response::Response;
 
 use super::{Call, params, run_command, status};
 use crate::cluster::{Command, Selector};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::registry::{Connection, Permission, Roles};
 
 fn local_connection(call: &Call, id: &str) -> Option<Arc<Connection>> {

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::connections::connection_exists;
 use super::{Call, params, run_command, status};
 use crate::cluster::Command;
-use crate::error::ApiError;
 use crate::filter::Filter;
+use crate::http::error::ApiError;
 
 /// HEAD `/groups/{group}`: 200 when it has a connection on any node.
 pub(super) async fn exists(call: &Call, group: &str) -> Result<Response, ApiError> {

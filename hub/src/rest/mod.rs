@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::limits::RestCaller;
 use crate::names::valid_hub_name;
 use crate::server::AppState;

@@ -5,8 +5,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 
-use crate::error::ApiError;
 use crate::filter::Filter;
+use crate::http::error::ApiError;
 use crate::protocol::client_frame::validate_group_name;
 use crate::protocol::{DataType, Payload};
 

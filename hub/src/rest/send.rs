@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use super::{Call, params, status};
 use crate::cluster::{Scope, Target};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::metrics;
 use crate::protocol::server_frame::From;
 use crate::registry::Delivery;

@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{Call, params};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Longest token lifetime accepted, in minutes (one year).
 const MAX_MINUTES: u64 = 525_600;

@@ -1,6 +1,6 @@
 //! What a session does with each frame a client sends.
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use crate::socket::{Message, Socket, Utf8Bytes};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use tracing::debug;
@@ -17,7 +17,7 @@ type AckResult = Result<(), (ErrorName, String)>;
 
 impl Session {
     /// Handles a text frame.
-    pub(super) async fn on_text(&mut self, socket: &mut WebSocket, text: Utf8Bytes) -> Option<End> {
+    pub(super) async fn on_text(&mut self, socket: &mut Socket, text: Utf8Bytes) -> Option<End> {
         metrics::global().message_in("ws", text.len());
         if self.conn.protocol == Subprotocol::Simple {
             return self.on_simple(socket, Payload::text(text.as_str())).await;
@@ -43,7 +43,7 @@ impl Session {
     }
 
     /// Handles a binary frame.
-    pub(super) async fn on_binary(&mut self, socket: &mut WebSocket, bytes: Bytes) -> Option<End> {
+    pub(super) async fn on_binary(&mut self, socket: &mut Socket, bytes: Bytes) -> Option<End> {
         metrics::global().message_in("ws", bytes.len());
         if self.conn.protocol == Subprotocol::Simple {
             return self.on_simple(socket, Payload::binary(bytes)).await;
@@ -58,7 +58,7 @@ impl Session {
         Some(End::Finished)
     }
 
-    async fn on_frame(&mut self, socket: &mut WebSocket, frame: ClientFrame) -> Option<End> {
+    async fn on_frame(&mut self, socket: &mut Socket, frame: ClientFrame) -> Option<End> {
         match frame {
             ClientFrame::JoinGroup { group, ack_id } => {
                 let r = self.dedupe_then(ack_id, |s| s.join(&group));
@@ -251,7 +251,7 @@ impl Session {
 
     async fn maybe_ack(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         ack_id: Option<u64>,
         r: AckResult,
     ) -> Option<End> {
@@ -261,7 +261,7 @@ impl Session {
         }
     }
 
-    async fn reply_ack(&mut self, socket: &mut WebSocket, id: u64, r: AckResult) -> Option<End> {
+    async fn reply_ack(&mut self, socket: &mut Socket, id: u64, r: AckResult) -> Option<End> {
         let frame = match r {
             Ok(()) => {
                 metrics::global().ack("ok");
@@ -275,7 +275,7 @@ impl Session {
         self.send_text(socket, frame).await
     }
 
-    async fn send_text(&mut self, socket: &mut WebSocket, frame: String) -> Option<End> {
+    async fn send_text(&mut self, socket: &mut Socket, frame: String) -> Option<End> {
         match socket.send(Message::Text(frame.into())).await {
             Ok(()) => None,
             Err(_) => Some(End::Dropped),
@@ -283,7 +283,7 @@ impl Session {
     }
 
     /// A frame from a simple WebSocket client.
-    async fn on_simple(&mut self, socket: &mut WebSocket, payload: Payload) -> Option<End> {
+    async fn on_simple(&mut self, socket: &mut Socket, payload: Payload) -> Option<End> {
         match self.simple_mode.clone() {
             SimpleMode::SendToGroup(group) => match self.send_to_group(&group, false, payload) {
                 Ok(()) => None,
@@ -319,7 +319,7 @@ impl Session {
     }
 
     /// Hands a user event to this connection's upstream lane without waiting for the call.
-    async fn send_upstream(&mut self, socket: &mut WebSocket, job: Job) -> Option<End> {
+    async fn send_upstream(&mut self, socket: &mut Socket, job: Job) -> Option<End> {
         let up = self.app.upstream.clone();
         let Err(job) = self
             .events
@@ -352,7 +352,7 @@ impl Session {
     /// Writes the replies to one upstream event, flushing once.
     pub(super) async fn on_upstream_reply(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         replies: Vec<PipeReply>,
     ) -> Option<End> {
         for reply in replies {
