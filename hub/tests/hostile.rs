@@ -37,7 +37,7 @@ impl Hub {
     fn start() -> Self {
         let config = std::env::temp_dir().join(format!(
             "nerve-hostile-{}.toml",
-            nerve_hub::transport::new_connection_id()
+            nerve_hub::registry::new_connection_id()
         ));
         std::fs::write(&config, CONFIG).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_nerve"))

@@ -98,7 +98,7 @@ fn token(aud: &str, user: &str) -> String {
 async fn tls_serves_https_and_wss_with_a_self_signed_certificate() {
     let dir = std::env::temp_dir().join(format!(
         "nerve-tls-{}",
-        nerve_hub::transport::new_connection_id()
+        nerve_hub::registry::new_connection_id()
     ));
     std::fs::create_dir_all(&dir).expect("dir");
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");

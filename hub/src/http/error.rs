@@ -1,8 +1,12 @@
 //! HTTP errors in the service's shape: a JSON body `{code, message}` and `x-ms-error-code`.
 
-use axum::http::{HeaderValue, StatusCode};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use crate::limits::{LimitKind, Limits};
 
 /// An error answered over HTTP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,5 +70,50 @@ impl IntoResponse for ApiError {
         resp.headers_mut()
             .insert("x-ms-error-code", HeaderValue::from_static(self.code));
         resp
+    }
+}
+
+/// The HTTP answer to a handshake over a connection limit: 503 for the node, 429 for a user.
+pub fn refused_connection(kind: LimitKind, limits: &Limits) -> Response {
+    let err = match kind {
+        LimitKind::UserConnections => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyConnections",
+            format!(
+                "this user already has {} connections on this node, the limit",
+                limits.max_connections_per_user
+            ),
+        ),
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServerBusy",
+            format!(
+                "this node holds {} connections, its limit; try another node or later",
+                limits.max_connections
+            ),
+        ),
+    };
+    err.into_response()
+}
+
+/// The HTTP answer to a REST call over its caller's rate: 429 with `Retry-After`.
+pub fn rest_rate_refused(retry: Duration) -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        "too many REST requests for this access key (or failed authentications from this address); slow down and retry",
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry.as_secs().max(1)),
+    );
+    resp
+}
+
+/// A request to a WebSocket endpoint that is no WebSocket handshake.
+impl IntoResponse for crate::socket::upgrade::Refused {
+    fn into_response(self) -> Response {
+        ApiError::new(self.status, "InvalidRequest", self.message).into_response()
     }
 }

@@ -16,6 +16,13 @@ use crate::protocol::server_frame::{self, From};
 use crate::protocol::{Payload, Subprotocol};
 use crate::upstream::EventContext;
 
+/// A new connection id: 128 random bits, URL-safe base64.
+pub fn new_connection_id() -> String {
+    use base64::Engine;
+    let b: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
 /// One message on its way to many connections: encoded once, shared by all.
 #[derive(Debug)]
 pub struct Delivery {

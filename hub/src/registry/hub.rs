@@ -99,15 +99,15 @@ impl Hub {
                 .entry(user.clone())
                 .or_default()
                 .insert(conn.id.clone(), conn.clone());
-            let groups: Vec<Arc<str>> = self
-                .user_groups
-                .get(user)
-                .map(|g| g.iter().cloned().collect())
-                .unwrap_or_default();
-            for g in groups {
-                self.join(conn, &g);
-            }
         }
+    }
+
+    /// The groups a user was added to (which the user's new connections join).
+    pub fn user_groups(&self, user: &str) -> Vec<Arc<str>> {
+        self.user_groups
+            .get(user)
+            .map(|g| g.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Removes a connection from the hub, its groups and its user.
@@ -226,35 +226,26 @@ impl Hub {
         self.connections.iter().map(|c| c.value().clone()).collect()
     }
 
-    /// Adds a user to a group: their current connections join now, later ones on connect.
-    pub fn add_user_to_group(&self, user: &str, group: &str) {
-        let g: Arc<str> = Arc::from(group);
+    /// Records that a user is in a group, so its later connections join it (the caller
+    /// joins its current ones).
+    pub fn bind_user_to_group(&self, user: &str, group: &str) {
         self.user_groups
             .entry(Arc::from(user))
             .or_default()
-            .insert(g.clone());
-        for c in self.user_connections(user) {
-            self.join(&c, &g);
-        }
+            .insert(Arc::from(group));
     }
 
-    /// Removes a user from a group (now and for later connections).
-    pub fn remove_user_from_group(&self, user: &str, group: &str) {
+    /// Forgets that a user is in a group (the caller takes its connections out).
+    pub fn unbind_user_from_group(&self, user: &str, group: &str) {
         if let Some(mut gs) = self.user_groups.get_mut(user) {
             gs.remove(group);
         }
         self.user_groups.remove_if(user, |_, gs| gs.is_empty());
-        for c in self.user_connections(user) {
-            self.leave(&c, group);
-        }
     }
 
-    /// Removes a user from every group (now and for later connections).
-    pub fn remove_user_from_all_groups(&self, user: &str) {
+    /// Forgets every group of a user.
+    pub fn unbind_user_from_all_groups(&self, user: &str) {
         self.user_groups.remove(user);
-        for c in self.user_connections(user) {
-            self.leave_all(&c);
-        }
     }
 
     /// Queues a message for every member of a group for which `skip` is false.

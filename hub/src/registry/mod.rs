@@ -11,7 +11,7 @@ use dashmap::DashMap;
 
 pub use connection::{
     CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery,
-    Position, PushError,
+    Position, PushError, new_connection_id,
 };
 pub use hub::{FanOut, Group, Hub};
 pub use roles::{Permission, Roles};

@@ -7,10 +7,11 @@ use tracing::debug;
 
 use super::{CLOSE_INVALID_PAYLOAD, CLOSE_UNSUPPORTED_DATA, End, Session, SimpleMode};
 use crate::metrics;
+use crate::node::Announce;
 use crate::protocol::server_frame::{self, ErrorName, From};
 use crate::protocol::{ClientFrame, Payload, Subprotocol, parse_client_frame};
 use crate::registry::{CLOSE_NO_RECOVERY, Delivery};
-use crate::upstream::{EventKind, Job, Notice, PipeReply};
+use crate::upstream::{EventKind, Job, PipeReply};
 
 /// The answer to a request that carries an `ackId`.
 type AckResult = Result<(), (ErrorName, String)>;
@@ -190,16 +191,12 @@ impl Session {
     }
 
     fn join(&mut self, group: &str) -> AckResult {
-        crate::limits::check_group_count(&self.conn, group, &self.app.config.limits)?;
         if !self.conn.roles.lock().can_join_leave(group) {
             return Err(forbidden("join or leave", group));
         }
-        if self.hub.join(&self.conn, group) {
-            metrics::global().joins.inc();
-            self.notify_group(Notice::Joined {
-                group: group.to_string(),
-            });
-        }
+        self.app
+            .join(&self.hub, &self.conn, group, Announce::Yes)
+            .map_err(|refused| (ErrorName::Forbidden, refused.to_string()))?;
         Ok(())
     }
 
@@ -207,12 +204,7 @@ impl Session {
         if !self.conn.roles.lock().can_join_leave(group) {
             return Err(forbidden("join or leave", group));
         }
-        if self.hub.leave(&self.conn, group) {
-            metrics::global().leaves.inc();
-            self.notify_group(Notice::Left {
-                group: group.to_string(),
-            });
-        }
+        self.app.leave(&self.hub, &self.conn, group);
         Ok(())
     }
 
@@ -313,11 +305,6 @@ impl Session {
             .handles(&self.hub.name, EventKind::User(event))
     }
 
-    fn notify_group(&self, notice: Notice) {
-        let up = &self.app.upstream;
-        up.notify(up.context(self.conn.event_context()), notice);
-    }
-
     /// Hands a user event to this connection's upstream lane without waiting for the call.
     async fn send_upstream(&mut self, socket: &mut Socket, job: Job) -> Option<End> {
         let up = self.app.upstream.clone();
@@ -358,7 +345,8 @@ impl Session {
         for reply in replies {
             let msg = match reply {
                 PipeReply::Frame(frame) => Message::Text(frame.into()),
-                PipeReply::Deliver(d) => {
+                PipeReply::Deliver(payload) => {
+                    let d = Delivery::new(From::Server, payload);
                     let Ok(msg) = self.frame_for(&d) else {
                         let reason = "Reliable buffer full: 1000 unacknowledged messages or 16 MB";
                         self.close(socket, reason, CLOSE_NO_RECOVERY).await;

@@ -3,6 +3,8 @@
 
 mod dedupe;
 mod frames;
+pub mod open;
+mod rate;
 mod reliable;
 mod shared;
 
@@ -18,9 +20,9 @@ use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, info_span};
 
 use crate::metrics;
+use crate::node::Node;
 use crate::protocol::{Subprotocol, server_frame};
 use crate::registry::{CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, Control, Delivery, Hub};
-use crate::server::AppState;
 
 /// How a simple (no subprotocol) client's frames are handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +56,7 @@ pub(crate) enum End {
 
 /// The state of one connection's session.
 pub struct Session {
-    pub(crate) app: Arc<AppState>,
+    pub(crate) app: Arc<Node>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) conn: Arc<Connection>,
     rx: ConnectionReceivers,
@@ -76,7 +78,7 @@ pub struct Session {
 impl Session {
     /// Creates the session of a registered connection.
     pub fn new(
-        app: Arc<AppState>,
+        app: Arc<Node>,
         hub: Arc<Hub>,
         conn: Arc<Connection>,
         rx: ConnectionReceivers,

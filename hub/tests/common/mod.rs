@@ -236,7 +236,7 @@ impl Drop for HubProcess {
 }
 
 fn rand_suffix() -> String {
-    nerve_hub::transport::new_connection_id()
+    nerve_hub::registry::new_connection_id()
 }
 
 /// A minimal HTTP GET returning the body.

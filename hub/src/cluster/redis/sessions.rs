@@ -391,10 +391,7 @@ impl RedisBroker {
         sessions: &[(&str, &str)],
         frame: &str,
     ) -> redis::RedisResult<Vec<Kept>> {
-        let (messages, bytes) = self.app().map_or((1000, 16 << 20), |a| {
-            let l = &a.config.limits;
-            (l.outbox_messages, l.outbox_bytes)
-        });
+        let (messages, bytes) = (self.settings.outbox_messages, self.settings.outbox_bytes);
         let ttl = self.settings.session_ttl.as_secs().max(1);
         let mut p = redis::pipe();
         for (conn, dead) in sessions {

@@ -14,8 +14,16 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 use tungstenite::protocol::Role;
 
-use super::error::ApiError;
-use crate::socket::{Socket, WebSocketConfig};
+use super::{Socket, WebSocketConfig};
+
+/// Why a request is no WebSocket handshake (answered as an `InvalidRequest` error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// What was wrong.
+    pub message: &'static str,
+}
 
 /// A request to upgrade to a WebSocket.
 pub struct WsUpgrade {
@@ -27,12 +35,10 @@ pub struct WsUpgrade {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
-    type Rejection = Response;
+    type Rejection = Refused;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
-        let refuse = |status, message: &str| {
-            ApiError::new(status, "InvalidRequest", message.to_string()).into_response()
-        };
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Refused> {
+        let refuse = |status, message| Refused { status, message };
         if parts.method != Method::GET {
             return Err(refuse(
                 StatusCode::METHOD_NOT_ALLOWED,

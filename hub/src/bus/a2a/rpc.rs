@@ -14,7 +14,7 @@ use nerve_agentbus::{BusError, Message, SubmitRequest, TaskRecord, TaskState};
 use serde_json::{Value, json};
 
 use super::codes;
-use crate::bridge::{Bridge, BridgeCell, Grants, Verb};
+use crate::bus::{Bridge, BridgeCell, Grants, Verb};
 
 /// How long a blocking SendMessage waits for the task to finish or pause.
 const BLOCKING_WAIT: Duration = Duration::from_secs(120);
@@ -98,7 +98,7 @@ async fn rpc(cell: BridgeCell, headers: HeaderMap, uri: Uri, body: axum::body::B
         Ok(b) => b,
         Err(e) => return reply(&id, Err(RpcError::new(codes::INTERNAL, e.to_string()))),
     };
-    let grants = match crate::bridge::grants_of(&cell.app, &headers, &uri) {
+    let grants = match crate::bus::grants_of(&cell.app, &headers, &uri) {
         Ok(g) => g,
         Err(e) => {
             let body = json!({"jsonrpc": "2.0", "id": id,

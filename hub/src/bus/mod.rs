@@ -7,6 +7,7 @@
 //! Agents that cannot reach Redis use the bus over `/bus/ws` (see `docs/agent-protocol.md`),
 //! and pages call the same operations over `POST /bus/api/{op}`.
 
+pub mod a2a;
 mod demo;
 mod grants;
 mod history;
@@ -32,10 +33,10 @@ use serde_json::json;
 use tokio::sync::OnceCell;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::node::Node;
 use crate::protocol::server_frame::From;
 use crate::protocol::{DataType, Payload};
 use crate::registry::Delivery;
-use crate::server::AppState;
 
 /// How many group names the bridge remembers for resync notices after the live feed lagged.
 const RECENT_GROUPS: usize = 4096;
@@ -45,7 +46,7 @@ const CONNECT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The running bridge: the bus and the hub it publishes into.
 pub struct Bridge {
     /// The hub's state.
-    pub app: Arc<AppState>,
+    pub app: Arc<Node>,
     /// The in-process bus.
     pub bus: Bus,
     recent: Mutex<RecentGroups>,
@@ -77,7 +78,7 @@ impl RecentGroups {
 #[derive(Clone)]
 pub struct BridgeCell {
     /// The hub's state.
-    pub app: Arc<AppState>,
+    pub app: Arc<Node>,
     cell: Arc<OnceCell<Arc<Bridge>>>,
 }
 
@@ -100,7 +101,7 @@ fn bus_config(settings: &BusSettings) -> BusConfig {
 }
 
 /// Starts the bus and the bridge in the background; the returned cell fills once it is up.
-pub fn start(app: Arc<AppState>) -> BridgeCell {
+pub fn start(app: Arc<Node>) -> BridgeCell {
     let cell = BridgeCell {
         app: app.clone(),
         cell: Arc::new(OnceCell::new()),
@@ -140,18 +141,18 @@ pub fn start(app: Arc<AppState>) -> BridgeCell {
 
 /// The bridge's HTTP routes: the agent WebSocket, the operations API, the A2A gateway and the
 /// demo pages.
-pub fn routes(app: Arc<AppState>) -> HttpRouter<Arc<AppState>> {
+pub fn routes(app: Arc<Node>) -> HttpRouter<Arc<Node>> {
     let cell = start(app);
     HttpRouter::new()
         .route("/bus/ws", any(ws::upgrade))
         .route("/bus/api/{op}", post(ops::http))
-        .merge(crate::a2a::routes())
+        .merge(a2a::routes())
         .merge(demo::routes())
         .with_state(cell)
 }
 
 impl Bridge {
-    fn new(app: Arc<AppState>, bus: Bus) -> Arc<Self> {
+    fn new(app: Arc<Node>, bus: Bus) -> Arc<Self> {
         tokio::spawn(levels::mirror(bus.clone(), app.shutdown.clone()));
         Arc::new(Bridge {
             app,
@@ -202,7 +203,7 @@ impl Bridge {
 
     fn publish(&self, env: &Envelope) {
         let body = json!({"kind": "bus.event", "cursor": env.id, "envelope": env}).to_string();
-        let Some(hub) = self.app.router.hub(&self.app.config.bus.hub) else {
+        let Some(hub) = self.app.registry.hub(&self.app.config.bus.hub) else {
             return;
         };
         for group in Self::groups_of(env) {
@@ -227,7 +228,7 @@ impl Bridge {
 
     /// Tells watchers of every recently active group to catch up with `bus.history`.
     fn resync(&self) {
-        let Some(hub) = self.app.router.hub(&self.app.config.bus.hub) else {
+        let Some(hub) = self.app.registry.hub(&self.app.config.bus.hub) else {
             return;
         };
         let groups: Vec<String> = self.recent.lock().order.iter().cloned().collect();

@@ -5,7 +5,7 @@
 use axum::http::{HeaderMap, Uri, header};
 
 use crate::auth::normalize_audience;
-use crate::server::AppState;
+use crate::node::Node;
 
 /// A verb a bus role grants, optionally narrowed to one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +106,7 @@ pub fn token_of(headers: &HeaderMap, uri: &Uri) -> Option<String> {
 /// Verifies a bus caller's token. Its audience must name this host (the `Host` header or the
 /// public endpoint) with the path `/client/hubs/<bus hub>` (what every Web PubSub SDK mints for
 /// the bus hub), `/bus/ws` or `/a2a`.
-pub fn verify(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Grants, TokenError> {
+pub fn verify(app: &Node, headers: &HeaderMap, uri: &Uri) -> Result<Grants, TokenError> {
     let token = token_of(headers, uri).ok_or(TokenError::Missing)?;
     let host = headers
         .get(header::HOST)

@@ -8,11 +8,11 @@ use percent_encoding::percent_decode_str;
 use crate::auth::{AuthError, audience_matches};
 use crate::http::error::ApiError;
 use crate::metrics;
-use crate::server::AppState;
+use crate::node::Node;
 
 /// Checks the caller's token and answers which access key signed it (its position); the
 /// error is a 401 with a JSON reason.
-pub(super) fn authorize(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<usize, ApiError> {
+pub(super) fn authorize(app: &Node, headers: &HeaderMap, uri: &Uri) -> Result<usize, ApiError> {
     let token =
         crate::auth::bearer_token(headers).ok_or_else(|| unauthorized(AuthError::Missing))?;
     let host = headers

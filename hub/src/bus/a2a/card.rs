@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::bridge::BridgeCell;
+use crate::bus::BridgeCell;
 
 /// `GET /.well-known/agent-card.json`
 pub async fn agent_card(State(cell): State<BridgeCell>, headers: HeaderMap) -> Response {

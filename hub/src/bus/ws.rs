@@ -18,7 +18,7 @@ use super::grants::Grants;
 use super::ops::{Caller, OpError, call};
 use super::remote::Remote;
 use super::{Bridge, BridgeCell};
-use crate::http::upgrade::WsUpgrade;
+use crate::socket::upgrade::WsUpgrade;
 use crate::socket::{Message, Socket, WebSocketConfig};
 
 /// The subprotocol agents offer.
@@ -61,7 +61,7 @@ async fn run(bridge: Arc<Bridge>, grants: Grants, socket: Socket, keepalive: Dur
     let invalid = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel::<String>(OUTBOX);
     let remote = Remote::new(tx.clone());
-    let conn_id = crate::transport::new_connection_id();
+    let conn_id = crate::registry::new_connection_id();
     let hello = json!({"type": "system", "event": "connected", "connectionId": conn_id,
                        "userId": grants.principal});
     let closed = remote.closed.clone();

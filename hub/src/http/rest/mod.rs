@@ -30,19 +30,19 @@ use tracing::Instrument;
 use crate::http::error::ApiError;
 use crate::limits::RestCaller;
 use crate::names::valid_hub_name;
-use crate::server::AppState;
+use crate::node::Node;
 use route::{Op, RouteError};
 
 pub use params::Query;
 
 /// The REST routes, to be merged into the hub's router.
-pub fn routes() -> HttpRouter<Arc<AppState>> {
+pub fn routes() -> HttpRouter<Arc<Node>> {
     HttpRouter::new().route("/api/hubs/{*rest}", any(dispatch))
 }
 
 /// One authorized REST call.
 pub(crate) struct Call {
-    pub(crate) app: Arc<AppState>,
+    pub(crate) app: Arc<Node>,
     /// Hub name, lowercase.
     pub(crate) hub: String,
     pub(crate) query: Query,
@@ -51,7 +51,7 @@ pub(crate) struct Call {
 }
 
 async fn dispatch(
-    State(app): State<Arc<AppState>>,
+    State(app): State<Arc<Node>>,
     caller: Option<Extension<ConnectInfo<SocketAddr>>>,
     method: Method,
     headers: HeaderMap,
@@ -64,13 +64,13 @@ async fn dispatch(
             if let Some(Extension(ConnectInfo(addr))) = caller
                 && let Err(retry) = app.rest_rate.check(RestCaller::Address(addr.ip()))
             {
-                return crate::limits::rest_rate_refused(retry);
+                return crate::http::error::rest_rate_refused(retry);
             }
             return e.into_response();
         }
     };
     if let Err(retry) = app.rest_rate.check(RestCaller::Key(slot)) {
-        return crate::limits::rest_rate_refused(retry);
+        return crate::http::error::rest_rate_refused(retry);
     }
     let (hub, op) = match route::parse(&method, uri.path()) {
         Ok(r) => r,
@@ -190,8 +190,7 @@ fn route_error(e: RouteError) -> ApiError {
 /// Runs a registry command on this node, and through the broker on the nodes that may hold
 /// its connections.
 pub(crate) fn run_command(call: &Call, cmd: crate::cluster::Command) {
-    crate::cluster::commands::apply(&call.app, &call.hub, &cmd);
-    call.app.broker.command(&call.hub, cmd);
+    call.app.run_everywhere(&call.hub, cmd);
 }
 
 /// A bare status response (the SDKs read no body on success).

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use crate::bridge::Bridge;
+use crate::bus::Bridge;
 
 /// Re-read the task this often when no event arrives (a missed live event).
 const RESYNC: Duration = Duration::from_millis(500);

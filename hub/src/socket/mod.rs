@@ -1,8 +1,11 @@
-//! The WebSocket a session owns: tokio-tungstenite over an upgraded HTTP/1.1 connection.
+//! The WebSocket a session owns: tokio-tungstenite over an upgraded HTTP/1.1 connection, and
+//! in [`upgrade`] the handshake that makes one.
 //!
 //! Defined below the registry so that a reliable client's new socket can travel through its
 //! connection's control channel to the session that waits for it, and so that the frames the
 //! registry encodes once are the very values written to every socket (no copy, no re-check).
+
+pub mod upgrade;
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;

@@ -10,7 +10,7 @@ mod stream;
 use axum::Router as HttpRouter;
 use axum::routing::{get, post};
 
-use crate::bridge::BridgeCell;
+use crate::bus::BridgeCell;
 
 /// JSON-RPC error codes of A2A v1.0 and JSON-RPC 2.0.
 pub mod codes {
@@ -45,7 +45,7 @@ pub fn routes() -> HttpRouter<BridgeCell> {
 }
 
 /// The endpoint callers reach this hub at: the public endpoint, else `http://<Host>`.
-pub fn endpoint_of(app: &crate::server::AppState, headers: &axum::http::HeaderMap) -> String {
+pub fn endpoint_of(app: &crate::node::Node, headers: &axum::http::HeaderMap) -> String {
     if let Some(p) = &app.config.public_endpoint {
         return p.trim_end_matches('/').to_string();
     }

@@ -109,7 +109,7 @@ async fn token(
     if hub.eq_ignore_ascii_case(&app.config.bus.hub) {
         roles.extend(["bus.watch", "bus.reply", "bus.submit"].map(String::from));
     }
-    let base = crate::a2a::endpoint_of(app, &headers);
+    let base = crate::bus::a2a::endpoint_of(app, &headers);
     let aud = format!("{base}/client/hubs/{hub}");
     let token = app
         .keys
@@ -139,13 +139,13 @@ async fn stats(State(cell): State<BridgeCell>, headers: HeaderMap, uri: Uri) -> 
     }
     let m = crate::metrics::global();
     let hubs: Vec<Value> = app
-        .router
+        .registry
         .hubs()
         .iter()
         .map(|h| json!({"hub": h.name.as_ref(), "connections": h.connection_count(), "groups": h.group_count()}))
         .collect();
     let mut body = json!({
-        "connections": app.router.connection_count(),
+        "connections": app.registry.connection_count(),
         "hubs": hubs,
         "messagesOut": m.messages_out.get(),
         "ready": app.is_ready(),

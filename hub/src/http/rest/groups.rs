@@ -20,7 +20,7 @@ use crate::http::error::ApiError;
 pub(super) async fn exists(call: &Call, group: &str) -> Result<Response, ApiError> {
     let local = call
         .app
-        .router
+        .registry
         .hub(&call.hub)
         .and_then(|h| h.group(group))
         .is_some_and(|g| !g.is_empty());
@@ -191,7 +191,12 @@ pub(super) async fn list(call: &Call, group: &str) -> Result<Response, ApiError>
         .into_iter()
         .map(|m| (m.connection_id, m.user_id))
         .collect();
-    if let Some(g) = call.app.router.hub(&call.hub).and_then(|h| h.group(group)) {
+    if let Some(g) = call
+        .app
+        .registry
+        .hub(&call.hub)
+        .and_then(|h| h.group(group))
+    {
         for c in g.members() {
             members.insert(c.id.to_string(), c.user_id.as_deref().map(str::to_string));
         }

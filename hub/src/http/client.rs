@@ -4,27 +4,27 @@
 
 use std::sync::Arc;
 
-use crate::http::upgrade::WsUpgrade;
-use crate::socket::{Socket, WebSocketConfig};
+use crate::socket::WebSocketConfig;
+use crate::socket::upgrade::WsUpgrade;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use tracing::debug;
 
 use crate::auth::{AuthError, normalize_audience};
 use crate::http::error::ApiError;
 use crate::metrics;
 use crate::names::valid_hub_name;
+use crate::node::Node;
 use crate::protocol::Subprotocol;
 use crate::protocol::client_frame::validate_group_name;
-use crate::registry::{CLOSE_NO_RECOVERY, Connection, ConnectionSpec, Roles};
-use crate::server::AppState;
-use crate::session::{Session, SimpleMode};
-use crate::upstream::{ConnectRequest, EventContext, EventKind, Notice};
+use crate::registry::{ConnectionSpec, Roles};
+use crate::session::SimpleMode;
+use crate::session::open::{self, Opening};
+use crate::upstream::{ConnectRequest, EventContext, EventKind};
 
 /// `GET /client/hubs/{hub}`
 pub async fn client_hub_path(
-    State(app): State<Arc<AppState>>,
+    State(app): State<Arc<Node>>,
     Path(hub): Path<String>,
     headers: HeaderMap,
     uri: Uri,
@@ -35,7 +35,7 @@ pub async fn client_hub_path(
 
 /// `GET /client?hub={hub}`
 pub async fn client_hub_query(
-    State(app): State<Arc<AppState>>,
+    State(app): State<Arc<Node>>,
     headers: HeaderMap,
     uri: Uri,
     ws: WsUpgrade,
@@ -52,7 +52,7 @@ fn query_value(uri: &Uri, key: &str) -> Option<String> {
 }
 
 async fn connect(
-    app: Arc<AppState>,
+    app: Arc<Node>,
     hub_name: String,
     headers: HeaderMap,
     uri: Uri,
@@ -131,7 +131,7 @@ async fn connect(
             return ApiError::bad_request(format!("invalid group in token: {msg}")).into_response();
         }
     }
-    let conn_id = new_connection_id();
+    let conn_id = crate::registry::new_connection_id();
     let (mut user_id, mut roles, mut groups) = (user_id, roles, groups);
     let mut protocol = protocol;
     let mut subprotocol_name = protocol.name().map(str::to_string);
@@ -190,12 +190,9 @@ async fn connect(
         }
         state = outcome.state;
     }
-    let admission = match app
-        .budget
-        .admit(user_id.as_deref().filter(|u| !u.is_empty()))
-    {
+    let admission = match open::admit(&app, user_id.as_deref()) {
         Ok(a) => a,
-        Err(kind) => return crate::limits::refused_connection(kind, &app.config.limits),
+        Err(kind) => return crate::http::error::refused_connection(kind, &app.config.limits),
     };
     let limits = &app.config.limits;
     let spec = ConnectionSpec {
@@ -210,35 +207,18 @@ async fn connect(
         max_queued_messages: limits.outbox_messages,
         max_queued_bytes: limits.outbox_bytes,
     };
-    ws.on_upgrade(move |socket| async move {
-        let hub = app.router.hub_or_create(&spec.hub);
-        let (conn, rx) = Connection::new(spec);
-        hub.add_connection(&conn);
-        let mut groups = groups;
-        if let Some(user) = &conn.user_id {
-            // Groups the user was added to through other nodes, before this node knew it.
-            groups.extend(app.broker.user_groups(&hub.name, user).await);
-        }
-        for g in &groups {
-            hub.join(&conn, g);
-            app.broker.group_ready(&hub.name, g).await;
-        }
-        app.upstream
-            .register(&conn.event_context(), subprotocol_name, state);
-        app.upstream.notify(
-            app.upstream.context(conn.event_context()),
-            Notice::Connected,
-        );
-        let m = metrics::global();
-        m.connections.inc();
-        m.connections_opened.inc();
-        let session = Session::new(app.clone(), hub, conn, rx, simple_mode);
-        app.tasks.track_future(session.run(socket)).await;
-        drop(admission);
-    })
+    let opening = Opening {
+        spec,
+        groups,
+        subprotocol: subprotocol_name,
+        state,
+        simple_mode,
+        admission,
+    };
+    ws.on_upgrade(move |socket| open::open(app, opening, socket))
 }
 
-fn configure(app: &AppState, ws: WsUpgrade, protocol: Subprotocol) -> WsUpgrade {
+fn configure(app: &Node, ws: WsUpgrade, protocol: Subprotocol) -> WsUpgrade {
     let max = app.config.limits.max_frame_bytes;
     let config = WebSocketConfig::default()
         .read_buffer_size(1024)
@@ -272,42 +252,16 @@ fn simple_mode(uri: &Uri) -> Result<SimpleMode, String> {
 }
 
 fn reconnect(
-    app: Arc<AppState>,
+    app: Arc<Node>,
     hub_name: &str,
     conn_id: String,
     token: String,
     ws: WsUpgrade,
 ) -> Response {
-    let conn = app
-        .router
-        .hub(hub_name)
-        .and_then(|h| h.connection(&conn_id))
-        .filter(|c| {
-            c.reconnection_token
-                .as_deref()
-                .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-        });
-    let hub_key = crate::names::normalize_hub(hub_name).into_owned();
+    let hub = crate::names::normalize_hub(hub_name).into_owned();
     ws.on_upgrade(move |socket| async move {
-        let refused = match conn {
-            Some(c) => c.reattach(Box::new(socket)).err(),
-            // Not here: the session may live on in the cluster.
-            None => crate::cluster::resume::resume(app.clone(), &hub_key, &conn_id, &token, socket)
-                .await
-                .err()
-                .map(|s| Some(Box::new(s))),
-        };
-        if let Some(Some(mut socket)) = refused {
-            debug!(%conn_id, "reconnection refused: unknown or expired session");
-            refuse_session(&mut socket).await;
-        }
-        let _ = &app;
+        open::reconnect(app, &hub, &conn_id, &token, socket).await;
     })
-}
-
-async fn refuse_session(socket: &mut Socket) {
-    let reason = "The session is gone (unknown connection, wrong token or expired); connect again";
-    crate::session::say_goodbye(socket, Some(reason), CLOSE_NO_RECOVERY, "session not found").await;
 }
 
 /// A client token's audience must name this hub on this host (http≈ws, any case).
@@ -346,21 +300,10 @@ fn unauthorized(e: AuthError) -> Response {
     ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", e.to_string()).into_response()
 }
 
-/// A new connection id: 128 random bits, URL-safe base64.
-pub fn new_connection_id() -> String {
-    use base64::Engine;
-    let b: [u8; 16] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
 fn random_token() -> String {
     use base64::Engine;
     let b: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -411,13 +354,5 @@ mod tests {
             "chat",
             None
         ));
-    }
-
-    #[test]
-    fn ids_are_unique_and_compare_in_constant_time() {
-        assert_ne!(new_connection_id(), new_connection_id());
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

@@ -44,7 +44,7 @@ async fn publish(
     let payload = params::payload(body, &call.headers, limit).await?;
     metrics::global().message_in("rest", payload.size());
     let d: Arc<Delivery> = Delivery::new(From::Server, payload);
-    let local = call.app.router.hub(&call.hub);
+    let local = call.app.registry.hub(&call.hub);
     call.app
         .broker
         .publish(&call.hub, local.as_ref(), target, scope, d);

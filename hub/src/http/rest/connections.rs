@@ -14,7 +14,7 @@ use crate::registry::{Connection, Permission, Roles};
 
 fn local_connection(call: &Call, id: &str) -> Option<Arc<Connection>> {
     call.app
-        .router
+        .registry
         .hub(&call.hub)
         .and_then(|h| h.connection(id))
         .filter(|c| !c.is_closing())
@@ -42,7 +42,7 @@ pub(super) async fn exists(call: &Call, id: &str) -> Result<Response, ApiError> 
 pub(super) async fn user_exists(call: &Call, user: &str) -> Result<Response, ApiError> {
     let local = call
         .app
-        .router
+        .registry
         .hub(&call.hub)
         .is_some_and(|h| h.has_user(user));
     found(local || call.app.broker.remote_user(&call.hub, user).await)

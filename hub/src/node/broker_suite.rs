@@ -8,17 +8,17 @@ use std::time::Duration;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use super::{Command, Scope, Target};
+use super::Node;
+use crate::cluster::{Command, Scope, Target};
 use crate::config::{Cli, Config};
 use crate::protocol::Payload;
 use crate::protocol::Subprotocol;
 use crate::protocol::server_frame::From;
 use crate::registry::{Connection, ConnectionReceivers, ConnectionSpec, Delivery, Roles};
-use crate::server::AppState;
 
 struct Nodes {
-    a: Arc<AppState>,
-    b: Arc<AppState>,
+    a: Arc<Node>,
+    b: Arc<Node>,
     _redis: Option<nerve_testkit::RedisServer>,
     _stop: tokio_util::sync::DropGuard,
 }
@@ -33,7 +33,7 @@ async fn nodes(redis: bool) -> Nodes {
             args.extend(["--redis", u.as_str()]);
         }
         let config = Config::resolve(&Cli::parse_from(args)).expect("config");
-        AppState::new(config, stop.clone())
+        Node::new(config, stop.clone())
     };
     let a = app("a");
     let b = if redis { app("b") } else { a.clone() };
@@ -51,8 +51,8 @@ async fn nodes(redis: bool) -> Nodes {
     }
 }
 
-fn connect(app: &AppState, id: &str, user: &str) -> (Arc<Connection>, ConnectionReceivers) {
-    let hub = app.router.hub_or_create("chat");
+fn connect(app: &Node, id: &str, user: &str) -> (Arc<Connection>, ConnectionReceivers) {
+    let hub = app.registry.hub_or_create("chat");
     let (c, rx) = Connection::new(ConnectionSpec {
         id: Arc::from(id),
         hub: Arc::from("chat"),
@@ -67,14 +67,14 @@ fn connect(app: &AppState, id: &str, user: &str) -> (Arc<Connection>, Connection
     (c, rx)
 }
 
-async fn join(app: &AppState, c: &Arc<Connection>, group: &str) {
-    app.router.hub_or_create("chat").join(c, group);
+async fn join(app: &Node, c: &Arc<Connection>, group: &str) {
+    app.registry.hub_or_create("chat").join(c, group);
     app.broker.group_ready("chat", group).await;
 }
 
-fn send(app: &AppState, target: Target, scope: Scope, text: &str) {
+fn send(app: &Node, target: Target, scope: Scope, text: &str) {
     let d = Delivery::new(From::Server, Payload::text(text));
-    let hub = app.router.hub("chat");
+    let hub = app.registry.hub("chat");
     app.broker.publish("chat", hub.as_ref(), target, scope, d);
 }
 
@@ -104,7 +104,7 @@ async fn scenario(redis: bool) {
     nerve_testkit::eventually(Duration::from_secs(10), "presence", || {
         let b = n.b.clone();
         async move {
-            let local = b.router.hub("chat").is_some_and(|h| h.has_user("u1"));
+            let local = b.registry.hub("chat").is_some_and(|h| h.has_user("u1"));
             (local || b.broker.remote_user("chat", "u1").await).then_some(())
         }
     })
@@ -133,7 +133,7 @@ async fn scenario(redis: bool) {
         reason: "bye".into(),
         excluded: vec![],
     };
-    super::commands::apply(&n.b, "chat", &close);
+    n.b.run_local("chat", &close);
     n.b.broker.command("chat", close);
     nerve_testkit::eventually(Duration::from_secs(10), "closed", || async {
         c1.is_closing().then_some(())
