@@ -1,11 +1,9 @@
 //! End-to-end tests of the reliable protocol: sequence ids, acks, resume after a dropped socket,
 //! refused resumes, slow consumers, and graceful shutdown.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 async fn connected(c: &mut Client) -> (String, String) {

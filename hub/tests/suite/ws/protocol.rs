@@ -1,9 +1,7 @@
 //! End-to-end tests of the JSON subprotocols against the real `nerve` binary: every frame type,
 //! roles, acks, and what a client sees.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

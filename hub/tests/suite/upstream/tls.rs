@@ -2,15 +2,12 @@
 //! from a private CA, trusted through `[upstream] ca_file`; a hub without that file refuses
 //! the certificate and the event fails with an error ack, never reaching the handler.
 
-mod common;
-mod rest_support;
-
 use std::sync::Arc;
 
+use crate::common::JSON;
+use crate::rest_support::{Nerve, Seen, Upstream};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use common::JSON;
-use rest_support::{Nerve, Seen, Upstream};
 use serde_json::json;
 
 const KEY: &str = "upstream-tls-key";
@@ -33,7 +30,7 @@ async fn https_upstreams_are_verified_against_the_configured_roots() {
         }),
     )
     .await;
-    let ca = common::tempfile_path::TempFile(
+    let ca = crate::common::tempfile_path::TempFile(
         std::env::temp_dir().join(format!("nerve-upstream-ca-{}.pem", up.port)),
     );
     std::fs::write(&ca.0, cert.cert.pem()).expect("write ca");
@@ -70,13 +67,13 @@ async fn https_upstreams_are_verified_against_the_configured_roots() {
 #[test]
 fn a_missing_or_empty_ca_file_fails_the_config_check() {
     let dir = std::env::temp_dir();
-    let empty = common::tempfile_path::TempFile(dir.join("nerve-upstream-empty-ca.pem"));
+    let empty = crate::common::tempfile_path::TempFile(dir.join("nerve-upstream-empty-ca.pem"));
     std::fs::write(&empty.0, "not a certificate\n").expect("write");
     for (path, expected) in [
         (dir.join("nerve-no-such-ca.pem"), "nerve-no-such-ca.pem"),
         (empty.0.clone(), "holds no certificate"),
     ] {
-        let config = common::tempfile_path::TempFile(
+        let config = crate::common::tempfile_path::TempFile(
             dir.join(format!("nerve-upstream-ca-check-{}.toml", expected.len())),
         );
         std::fs::write(

@@ -1,9 +1,7 @@
 //! The demo pages and their helpers: pages are served from the binary, the token endpoint mints
 //! tokens only when `[demo]` allows it, and the stats feed needs a token when it does not.
 
-mod common;
-
-use common::{HubProcess, http_get};
+use crate::common::{HubProcess, http_get};
 use serde_json::Value;
 
 #[tokio::test]
@@ -30,7 +28,7 @@ async fn pages_and_the_token_endpoint_on_a_loopback_hub() {
     );
     // The token works on the hub it names.
     let url = t["url"].as_str().expect("url");
-    let mut c = common::Client::connect(url, Some(common::JSON))
+    let mut c = crate::common::Client::connect(url, Some(crate::common::JSON))
         .await
         .expect("connect with the demo token");
     assert_eq!(c.next_json().await["userId"], "ann");

@@ -2,13 +2,10 @@
 //! code and reason, an ack error, or an HTTP status with a JSON body) and
 //! `nerve_limit_violations_total{kind=…}` moves in a `/metrics` scrape.
 
-mod common;
-mod rest_support;
-
 use std::time::Duration;
 
+use crate::common::{ALL_ROLES, Client, HubProcess, JSON, WAIT, refused};
 use axum::http::Method;
-use common::{ALL_ROLES, Client, HubProcess, JSON, WAIT, refused};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -144,7 +141,7 @@ async fn group_limit_answers_a_forbidden_ack() {
 #[tokio::test]
 async fn rest_rate_is_per_access_key_and_answers_429_with_retry_after() {
     // Two active keys (a rotation): each key has its own budget, whoever calls with it.
-    let nerve = rest_support::Nerve::start(
+    let nerve = crate::rest_support::Nerve::start(
         &["rest-rate-key-one", "rest-rate-key-two"],
         "[limits]\nrest_requests_per_sec = 1\nrest_burst = 3\n",
         &[],
@@ -193,7 +190,7 @@ async fn rest_rate_is_per_access_key_and_answers_429_with_retry_after() {
     }
     assert_eq!(refused[0], 401, "{refused:?}");
     assert_eq!(refused.last(), Some(&429), "{refused:?}");
-    let scrape = common::http_get(nerve.port, "/metrics").await;
+    let scrape = crate::common::http_get(nerve.port, "/metrics").await;
     assert!(violations(&scrape, "rest_rate") >= 3.0, "{scrape}");
     assert!(
         scrape.contains("nerve_rest_request_duration_seconds_count{route=\"userExists\"}"),

@@ -2,11 +2,8 @@
 //! artifacts, ask a human, complete; a dropped agent's task goes to another agent; every
 //! operation checks the token's bus roles.
 
-mod bridge_support;
-mod common;
-
-use bridge_support::{BusClient, FAST_BUS, card, post};
-use common::HubProcess;
+use crate::bridge_support::{BusClient, FAST_BUS, card, post};
+use crate::common::HubProcess;
 use serde_json::json;
 
 #[tokio::test]
@@ -139,7 +136,7 @@ async fn bus_roles_are_checked_for_every_operation() {
     // A token for another hub is refused at the upgrade.
     let chat = hub.token("chat", Some("x"), &["bus.admin"], &[]);
     let url = format!("ws://127.0.0.1:{}/bus/ws?access_token={chat}", hub.port);
-    let (status, _) = common::refused(&url, Some(common::JSON)).await;
+    let (status, _) = crate::common::refused(&url, Some(crate::common::JSON)).await;
     assert_eq!(status, 401);
 }
 
@@ -220,7 +217,7 @@ async fn bus_metrics_show_in_flight_redeliveries_and_dead_letters() {
     let mut client = BusClient::connect(&hub, "c", &["bus.submit.flaky", "bus.submit.idle"]).await;
     let port = hub.port;
     let scrape = |name: &'static str| async move {
-        common::metric(&common::http_get(port, "/metrics").await, name)
+        crate::common::metric(&crate::common::http_get(port, "/metrics").await, name)
     };
     // Two tasks for a capability nobody serves wait in its queue.
     for _ in 0..2 {
@@ -228,7 +225,7 @@ async fn bus_metrics_show_in_flight_redeliveries_and_dead_letters() {
             .ok("bus.submit", json!({"capability": "idle", "text": "later"}))
             .await;
     }
-    nerve_testkit::eventually(common::WAIT, "two messages waiting", || async move {
+    nerve_testkit::eventually(crate::common::WAIT, "two messages waiting", || async move {
         (scrape("nerve_bus_depth").await == 2.0).then_some(())
     })
     .await;
@@ -239,9 +236,11 @@ async fn bus_metrics_show_in_flight_redeliveries_and_dead_letters() {
     // The agent holds the task: one delivery in flight on this node.
     let got = agent.push("bus.task").await;
     assert_eq!(got["deliveries"], 1);
-    nerve_testkit::eventually(common::WAIT, "one delivery in flight", || async move {
-        (scrape("nerve_bus_in_flight").await == 1.0).then_some(())
-    })
+    nerve_testkit::eventually(
+        crate::common::WAIT,
+        "one delivery in flight",
+        || async move { (scrape("nerve_bus_in_flight").await == 1.0).then_some(()) },
+    )
     .await;
     // It asks for a retry every time until the bus gives up: 10 deliveries by default, so
     // 9 redeliveries, then one dead letter.
@@ -267,14 +266,14 @@ async fn bus_metrics_show_in_flight_redeliveries_and_dead_letters() {
         .await;
     assert_eq!(done["task"]["task"]["status"]["state"], "TASK_STATE_FAILED");
     nerve_testkit::eventually(
-        common::WAIT,
+        crate::common::WAIT,
         "redeliveries, a dead letter and nothing in flight",
         || async move {
-            let s = common::http_get(port, "/metrics").await;
+            let s = crate::common::http_get(port, "/metrics").await;
             let counted = (
-                common::metric(&s, "nerve_bus_redeliveries_total"),
-                common::metric(&s, "nerve_bus_dead_letters_total"),
-                common::metric(&s, "nerve_bus_in_flight"),
+                crate::common::metric(&s, "nerve_bus_redeliveries_total"),
+                crate::common::metric(&s, "nerve_bus_dead_letters_total"),
+                crate::common::metric(&s, "nerve_bus_in_flight"),
             );
             (counted == (9.0, 1.0, 0.0)).then_some(())
         },

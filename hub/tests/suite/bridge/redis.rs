@@ -2,11 +2,8 @@
 //! submitted, watched and answered through the other, and the watcher sees the agent's events
 //! live in the second hub's groups.
 
-mod bridge_support;
-mod common;
-
-use bridge_support::{BusClient, card, post};
-use common::{ALL_ROLES, HubProcess, RELIABLE};
+use crate::bridge_support::{BusClient, card, post};
+use crate::common::{ALL_ROLES, HubProcess, RELIABLE};
 use nerve_testkit::RedisServer;
 use serde_json::{Value, json};
 
@@ -39,20 +36,21 @@ async fn two_hubs_share_one_bus_on_redis() {
     );
     // Hub B knows the agent registered on hub A (once B's own bus has reached Redis: until
     // then it answers Unavailable).
-    let agents = nerve_testkit::eventually(common::WAIT, "hub B's bus to list the agent", || {
-        let (b, user) = (&b, &user);
-        async move {
-            let (_, agents) = post(
-                b,
-                "/bus/api/bus.agents",
-                user,
-                json!({"capability": "remote"}),
-            )
-            .await;
-            (agents["name"] != "Unavailable").then_some(agents)
-        }
-    })
-    .await;
+    let agents =
+        nerve_testkit::eventually(crate::common::WAIT, "hub B's bus to list the agent", || {
+            let (b, user) = (&b, &user);
+            async move {
+                let (_, agents) = post(
+                    b,
+                    "/bus/api/bus.agents",
+                    user,
+                    json!({"capability": "remote"}),
+                )
+                .await;
+                (agents["name"] != "Unavailable").then_some(agents)
+            }
+        })
+        .await;
     assert_eq!(agents["agents"][0]["id"], "remote-1", "{agents}");
 
     let (status, sub) = post(

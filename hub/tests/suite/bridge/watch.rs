@@ -2,11 +2,8 @@
 //! `correlation.<id>`, a human answer to input-required over `POST /bus/api`, and cursor-based
 //! catch-up with `bus.history` that loses nothing across a reconnect.
 
-mod bridge_support;
-mod common;
-
-use bridge_support::{BusClient, FAST_BUS, card, post};
-use common::{ALL_ROLES, HubProcess, RELIABLE};
+use crate::bridge_support::{BusClient, FAST_BUS, card, post};
+use crate::common::{ALL_ROLES, HubProcess, RELIABLE};
 use serde_json::{Value, json};
 
 fn state_of(msg: &Value) -> Option<String> {

@@ -4,26 +4,22 @@
 //! upgrade into the upstream webhook, and from a bus submission through the bus delivery to the
 //! agent. Without an endpoint nothing is exported and nothing about OTLP is printed.
 
-mod bridge_support;
-mod common;
-mod rest_support;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::bridge_support::{BusClient, card};
+use crate::common::{Client, HubProcess, JSON};
+use crate::rest_support::{Upstream, handler_toml};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use bridge_support::{BusClient, card};
-use common::{Client, HubProcess, JSON};
 use nerve_hub::auth::{AccessKeys, Audience, Claims, now_secs};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message as _;
-use rest_support::{Upstream, handler_toml};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -364,7 +360,7 @@ async fn submit_echo(hub: &HubProcess, traceparent: &str) -> (String, Value) {
 /// An exporting hub with a short batch delay (spans arrive while it runs) and agent `id`
 /// serving `echo` on /bus/ws.
 async fn hub_with_echo_agent(collector: &Collector, id: &str) -> (HubProcess, BusClient) {
-    let hub = exporting_hub(collector, bridge_support::FAST_BUS, "100");
+    let hub = exporting_hub(collector, crate::bridge_support::FAST_BUS, "100");
     let mut agent = BusClient::connect(&hub, id, &["bus.serve.echo"]).await;
     agent
         .ok("bus.register", json!({"card": card(id, &["echo"])}))
@@ -427,7 +423,7 @@ async fn without_an_endpoint_nothing_is_exported_and_nothing_is_said() {
         Upstream::start(Arc::new(|_| Some(StatusCode::NO_CONTENT.into_response()))).await;
     let toml = format!(
         "{}{}",
-        bridge_support::FAST_BUS,
+        crate::bridge_support::FAST_BUS,
         handler_toml("chat", upstream.port, "*", &["connect"], "")
     );
     // The collector listens where an exporter would send by default: nothing may arrive.

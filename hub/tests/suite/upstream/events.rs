@@ -3,17 +3,14 @@
 //! validation handshake, connect rejection and overrides, user event and invoke round trips
 //! for JSON and simple clients, connection state, and notifications.
 
-mod common;
-mod rest_support;
-
 use std::sync::Arc;
 
+use crate::common::{Client, JSON};
+use crate::rest_support::{Nerve, Seen, Upstream, handler_toml};
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use base64::Engine;
-use common::{Client, JSON};
 use hmac::{Hmac, Mac};
-use rest_support::{Nerve, Seen, Upstream, handler_toml};
 use serde_json::json;
 use sha2::Sha256;
 use tokio_tungstenite::tungstenite::Message;
@@ -106,7 +103,7 @@ async fn connect_rejects_or_overrides_and_user_events_round_trip() {
 
     // Rejection: the upstream's status fails the upgrade.
     let (status, _) =
-        common::refused(&n.client_url("chat", Some("blocked"), &[]), Some(JSON)).await;
+        crate::common::refused(&n.client_url("chat", Some("blocked"), &[]), Some(JSON)).await;
     assert_eq!(status, 401);
     // The validation handshake came first, with the same headers express needs.
     let options = up

@@ -2,11 +2,8 @@
 //! until the bus agent finishes or asks for input, a follow-up message answers it;
 //! SendStreamingMessage and SubscribeToTask stream over SSE; errors carry the A2A codes.
 
-mod bridge_support;
-mod common;
-
-use bridge_support::{BusClient, FAST_BUS, card, post};
-use common::HubProcess;
+use crate::bridge_support::{BusClient, FAST_BUS, card, post};
+use crate::common::HubProcess;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -24,7 +21,7 @@ async fn sse(hub: &HubProcess, token: &str, body: Value) -> Vec<Value> {
         .post(format!("http://127.0.0.1:{}/a2a", hub.port))
         .bearer_auth(token)
         .json(&body)
-        .timeout(common::WAIT)
+        .timeout(crate::common::WAIT)
         .send()
         .await
         .expect("POST /a2a");
@@ -92,7 +89,7 @@ async fn a2a_methods_map_onto_bus_tasks() {
     tokio::spawn(echo_agent(agent));
     let token = hub.token("bus", Some("a2a"), &["bus.submit.echo"], &[]);
 
-    let card = common::http_get(hub.port, "/.well-known/agent-card.json").await;
+    let card = crate::common::http_get(hub.port, "/.well-known/agent-card.json").await;
     let card: Value = serde_json::from_str(&card).expect("card json");
     assert_eq!(card["skills"][0]["id"], "echo");
     assert_eq!(card["capabilities"]["streaming"], true);
@@ -289,7 +286,7 @@ async fn subscribe_to_task_streams_the_current_task_then_updates() {
         .post(format!("http://127.0.0.1:{}/a2a", hub.port))
         .bearer_auth(&token)
         .json(&rpc("SubscribeToTask", json!({"id": id})))
-        .timeout(common::WAIT)
+        .timeout(crate::common::WAIT)
         .send()
         .await
         .expect("subscribe");

@@ -4,16 +4,14 @@
 //! half-open and slowloris connections. The good clients lose nothing, every attacker gets its
 //! error, and the hub's RSS stays bounded.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::common::{ALL_ROLES, Client, JSON, WAIT, refused};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use common::{ALL_ROLES, Client, JSON, WAIT, refused};
 use hmac::{Hmac, Mac};
 use nerve_hub::auth::AccessKeys;
 use rand::Rng;
@@ -415,13 +413,13 @@ async fn hostile_input_harms_no_one() {
         rss_after < rss_before + 64 * 1024,
         "RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
-    let scrape = common::http_get(hub.port, "/metrics").await;
+    let scrape = crate::common::http_get(hub.port, "/metrics").await;
     assert!(
-        common::metric(&scrape, "nerve_auth_failures_total") >= 8.0,
+        crate::common::metric(&scrape, "nerve_auth_failures_total") >= 8.0,
         "{scrape}"
     );
     assert!(
-        common::metric(&scrape, "nerve_protocol_errors_total") >= 6.0,
+        crate::common::metric(&scrape, "nerve_protocol_errors_total") >= 6.0,
         "{scrape}"
     );
 }

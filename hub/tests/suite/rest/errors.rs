@@ -2,13 +2,10 @@
 //! `x-ms-error-code`), 400 for bad parameters and filters, 413 for oversize bodies, 415 for
 //! unknown content types, 404/405 for unknown routes; and key rotation (both keys accepted).
 
-mod common;
-mod rest_support;
-
+use crate::rest_support::Nerve;
 use axum::http::Method;
 use base64::Engine;
 use nerve_hub::auth::{Audience, Claims, now_secs};
-use rest_support::Nerve;
 use serde_json::json;
 
 const PRIMARY: &str = "rest-primary-key";
@@ -59,7 +56,7 @@ async fn bad_tokens_are_401_with_a_json_reason() {
         b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
         b64.encode(serde_json::to_vec(&claims(&url, now_secs() + 600)).expect("claims"))
     );
-    let other_key = rest_support::Nerve::start(&["someone-else"], "", &[]);
+    let other_key = crate::rest_support::Nerve::start(&["someone-else"], "", &[]);
     let foreign = other_key.rest(0).token(&url);
     drop(other_key);
     for (what, token) in [

@@ -2,9 +2,6 @@
 //! https/wss and clients connect over it), the browser origin allow-list, CORS for REST, and
 //! no secret in the logs even at debug level.
 
-mod common;
-mod rest_support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -193,7 +190,7 @@ async fn tls_serves_https_and_wss_with_a_self_signed_certificate() {
 
 #[tokio::test]
 async fn browser_origins_are_checked_and_rest_answers_cors() {
-    let nerve = rest_support::Nerve::start(
+    let nerve = crate::rest_support::Nerve::start(
         &[KEY],
         "[security]\nallowed_origins = [\"https://app.example\"]\ncors_origins = [\"https://app.example\"]\n",
         &[],

@@ -1,13 +1,10 @@
 //! The REST API over two nodes sharing one real Redis: a call made on one node reaches,
 //! checks and changes connections held by the other, as one Azure Web PubSub hub would.
 
-mod common;
-mod rest_support;
-
+use crate::common::{Client, JSON, WAIT};
+use crate::rest_support::Nerve;
 use axum::http::Method;
-use common::{Client, JSON, WAIT};
 use nerve_testkit::{RedisServer, eventually};
-use rest_support::Nerve;
 use serde_json::json;
 
 const KEY: &str = "rest-cluster-key";

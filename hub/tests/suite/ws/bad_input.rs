@@ -1,9 +1,7 @@
 //! Bad input from one client gets a clear error (an error ack, an HTTP status with a JSON body,
 //! or a close code with a reason) and harms nobody else.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nerve_hub::auth::{AccessKeys, Audience, Claims, now_secs};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;

@@ -1,12 +1,9 @@
 //! The data-plane REST API end to end: the real binary, real WebSocket clients, and REST calls
 //! signed as the server SDKs sign them; every route's status code and what clients observe.
 
-mod common;
-mod rest_support;
-
+use crate::common::{Client, JSON, RELIABLE, WAIT};
+use crate::rest_support::{Nerve, Rest};
 use axum::http::Method;
-use common::{Client, JSON, RELIABLE, WAIT};
-use rest_support::{Nerve, Rest};
 use serde_json::{Value, json};
 
 const KEY: &str = "rest-test-primary-key";

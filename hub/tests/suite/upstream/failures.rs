@@ -2,17 +2,14 @@
 //! serving meanwhile), returns 500, or refuses the validation handshake; retries of
 //! notifications; group joined/left events; handlers configured by flag.
 
-mod common;
-mod rest_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::{Client, JSON};
+use crate::rest_support::{Nerve, Seen, Upstream, handler_toml};
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
-use common::{Client, JSON};
-use rest_support::{Nerve, Seen, Upstream, handler_toml};
 use serde_json::json;
 
 const KEY: &str = "upstream-failure-key";
@@ -121,11 +118,11 @@ async fn hanging_and_failing_upstreams_time_out_or_drop_without_stalling_the_ses
 
     // A hanging connect handler fails the upgrade after the timeout.
     let (status, body) =
-        common::refused(&n.client_url("chat", Some("hang"), &[]), Some(JSON)).await;
+        crate::common::refused(&n.client_url("chat", Some("hang"), &[]), Some(JSON)).await;
     assert_eq!(status, 500, "{body}");
 
     // Every call is counted by outcome.
-    let scrape = common::http_get(n.port, "/metrics").await;
+    let scrape = crate::common::http_get(n.port, "/metrics").await;
     for (result, name) in [
         ("timeout", "nerve_upstream_failures_total"),
         ("status", "nerve_upstream_failures_total"),
@@ -137,7 +134,7 @@ async fn hanging_and_failing_upstreams_time_out_or_drop_without_stalling_the_ses
         );
     }
     assert!(
-        common::metric(&scrape, "nerve_upstream_calls_total") >= 3.0,
+        crate::common::metric(&scrape, "nerve_upstream_calls_total") >= 3.0,
         "{scrape}"
     );
 }
@@ -172,7 +169,7 @@ async fn notifications_retry_and_group_events_arrive() {
         .expect("id")
         .to_string();
     let mine = |s: &Seen| s.header("ce-connectionid") == Some(id.as_str());
-    nerve_testkit::eventually(rest_support::WAIT, "connected to be retried", || {
+    nerve_testkit::eventually(crate::rest_support::WAIT, "connected to be retried", || {
         let n = up.count("azure.webpubsub.sys.connected");
         async move { (n >= 2).then_some(()) }
     })
@@ -243,7 +240,8 @@ async fn a_refused_validation_handshake_blocks_events_and_flags_configure_handle
         "",
         &["--upstream", &flag, "--upstream-timeout-ms", "2000"],
     );
-    let (status, body) = common::refused(&n.client_url("chat", Some("u"), &[]), Some(JSON)).await;
+    let (status, body) =
+        crate::common::refused(&n.client_url("chat", Some("u"), &[]), Some(JSON)).await;
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("validation"), "{body}");
     let seen = up.seen();

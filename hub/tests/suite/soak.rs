@@ -4,11 +4,9 @@
 //! and the hub's RSS is back near its baseline; a second run does the same on a Redis-backed hub
 //! whose Redis restarts halfway. `NERVE_SOAK_SECS` sets the length (default 15 and 8 seconds).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{ALL_ROLES, HubProcess, JSON, metric};
+use crate::common::{ALL_ROLES, HubProcess, JSON, metric};
 use nerve_testkit::RedisServer;
 use serde_json::json;
 
@@ -56,7 +54,7 @@ fn pid_of_listener(port: u16) -> u32 {
 }
 
 /// Reads `n` messages; returns `n`.
-async fn drain(sub: &mut common::Client, n: u64) -> u64 {
+async fn drain(sub: &mut crate::common::Client, n: u64) -> u64 {
     for _ in 0..n {
         sub.until(|v| v["type"] == "message").await;
     }
@@ -146,10 +144,10 @@ async fn soak(hub: HubProcess, secs: u64, mut redis: Option<RedisServer>) {
         {
             r.restart();
             nerve_testkit::eventually(
-                common::WAIT,
+                crate::common::WAIT,
                 "readiness after the Redis restart",
                 || async move {
-                    let body = common::http_get(port, "/readyz").await;
+                    let body = crate::common::http_get(port, "/readyz").await;
                     body.contains("\"ready\":true").then_some(())
                 },
             )
@@ -168,10 +166,10 @@ async fn soak(hub: HubProcess, secs: u64, mut redis: Option<RedisServer>) {
     );
     // Every churned connection is gone: only the subscriber remains, then none.
     nerve_testkit::eventually(
-        common::WAIT,
+        crate::common::WAIT,
         "churned connections to close",
         || async move {
-            let s = common::http_get(port, "/metrics").await;
+            let s = crate::common::http_get(port, "/metrics").await;
             (metric(&s, "nerve_connections") == 1.0).then_some(())
         },
     )
@@ -186,10 +184,10 @@ async fn soak(hub: HubProcess, secs: u64, mut redis: Option<RedisServer>) {
         .await;
     sub.closed().await;
     nerve_testkit::eventually(
-        common::WAIT,
+        crate::common::WAIT,
         "the last connection to close",
         || async move {
-            let s = common::http_get(port, "/metrics").await;
+            let s = crate::common::http_get(port, "/metrics").await;
             (metric(&s, "nerve_connections") == 0.0).then_some(())
         },
     )
@@ -198,10 +196,10 @@ async fn soak(hub: HubProcess, secs: u64, mut redis: Option<RedisServer>) {
     // held before the first connection (the scrape's own connection and lazily started
     // background loops, such as the Redis reconnection, allow a few more).
     nerve_testkit::eventually(
-        common::WAIT,
+        crate::common::WAIT,
         "runtime tasks to return to their level before the churn",
         || async move {
-            let s = common::http_get(port, "/metrics").await;
+            let s = crate::common::http_get(port, "/metrics").await;
             (metric(&s, "nerve_runtime_tasks") <= tasks_before + 4.0).then_some(())
         },
     )

@@ -1,14 +1,11 @@
 //! REST management operations end to end: existence checks, permissions, closes, paged member
 //! listing and token generation, with what connected clients observe.
 
-mod common;
-mod rest_support;
-
 use std::time::Duration;
 
+use crate::common::{Client, JSON};
+use crate::rest_support::{Nerve, Rest};
 use axum::http::Method;
-use common::{Client, JSON};
-use rest_support::{Nerve, Rest};
 use serde_json::json;
 
 const KEY: &str = "rest-test-primary-key";

@@ -1,9 +1,7 @@
 //! Simple WebSocket clients (no subprotocol): raw frames in sendToGroup mode, and the default
 //! sendEvent mode without an event handler.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 

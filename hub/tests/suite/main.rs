@@ -1,0 +1,17 @@
+//! The hub's end-to-end suite: every test starts the real `nerve` binary on a free port and
+//! speaks to it as users do, over WebSocket, REST, webhooks and the agent bus. One binary holds
+//! every area, so the suite links once and shares one harness.
+
+mod bridge_support;
+mod common;
+mod rest_support;
+
+mod a2a;
+mod bridge;
+mod limits;
+mod otel;
+mod rest;
+mod security;
+mod soak;
+mod upstream;
+mod ws;

@@ -1,0 +1,3 @@
+//! OpenTelemetry trace export from the running hub to a real OTLP receiver.
+
+mod traces;
