@@ -2,10 +2,10 @@
 //! until the bus agent finishes or asks for input, a follow-up message answers it;
 //! SendStreamingMessage and SubscribeToTask stream over SSE; errors carry the A2A codes.
 
-use crate::bridge_support::{BusClient, FAST_BUS, card, post};
-use crate::common::HubProcess;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+
+use crate::harness::{BusClient, FAST_BUS, Hub, WAIT, card, http_get, post};
 
 fn rpc(method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
@@ -16,12 +16,12 @@ fn user_message(text: &str) -> Value {
 }
 
 /// Reads an SSE response to the end; returns each event's JSON-RPC `result`.
-async fn sse(hub: &HubProcess, token: &str, body: Value) -> Vec<Value> {
+async fn sse(hub: &Hub, token: &str, body: Value) -> Vec<Value> {
     let r = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{}/a2a", hub.port))
         .bearer_auth(token)
         .json(&body)
-        .timeout(crate::common::WAIT)
+        .timeout(WAIT)
         .send()
         .await
         .expect("POST /a2a");
@@ -81,7 +81,7 @@ async fn echo_agent(mut agent: BusClient) {
 
 #[tokio::test]
 async fn a2a_methods_map_onto_bus_tasks() {
-    let hub = HubProcess::start_with_config(FAST_BUS);
+    let hub = Hub::start_with_config(FAST_BUS);
     let mut agent = BusClient::connect(&hub, "echo-1", &["bus.serve.echo"]).await;
     agent
         .ok("bus.register", json!({"card": card("echo-1", &["echo"])}))
@@ -89,7 +89,7 @@ async fn a2a_methods_map_onto_bus_tasks() {
     tokio::spawn(echo_agent(agent));
     let token = hub.token("bus", Some("a2a"), &["bus.submit.echo"], &[]);
 
-    let card = crate::common::http_get(hub.port, "/.well-known/agent-card.json").await;
+    let card = http_get(hub.port, "/.well-known/agent-card.json").await;
     let card: Value = serde_json::from_str(&card).expect("card json");
     assert_eq!(card["skills"][0]["id"], "echo");
     assert_eq!(card["capabilities"]["streaming"], true);
@@ -261,7 +261,7 @@ async fn a2a_methods_map_onto_bus_tasks() {
 
 #[tokio::test]
 async fn subscribe_to_task_streams_the_current_task_then_updates() {
-    let hub = HubProcess::start_with_config(FAST_BUS);
+    let hub = Hub::start_with_config(FAST_BUS);
     let mut agent = BusClient::connect(&hub, "slow-1", &["bus.serve.slow"]).await;
     agent
         .ok("bus.register", json!({"card": card("slow-1", &["slow"])}))
@@ -286,7 +286,7 @@ async fn subscribe_to_task_streams_the_current_task_then_updates() {
         .post(format!("http://127.0.0.1:{}/a2a", hub.port))
         .bearer_auth(&token)
         .json(&rpc("SubscribeToTask", json!({"id": id})))
-        .timeout(crate::common::WAIT)
+        .timeout(WAIT)
         .send()
         .await
         .expect("subscribe");

@@ -2,9 +2,7 @@
 //! speaks to it as users do, over WebSocket, REST, webhooks and the agent bus. One binary holds
 //! every area, so the suite links once and shares one harness.
 
-mod bridge_support;
-mod common;
-mod rest_support;
+mod harness;
 
 mod a2a;
 mod bridge;

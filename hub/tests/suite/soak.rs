@@ -6,9 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{ALL_ROLES, HubProcess, JSON, metric};
 use nerve_testkit::RedisServer;
 use serde_json::json;
+
+use crate::harness::{ALL_ROLES, Client, Hub, JSON, WAIT, http_get, metric};
 
 /// The hub's resident memory in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -54,7 +55,7 @@ fn pid_of_listener(port: u16) -> u32 {
 }
 
 /// Reads `n` messages; returns `n`.
-async fn drain(sub: &mut crate::common::Client, n: u64) -> u64 {
+async fn drain(sub: &mut Client, n: u64) -> u64 {
     for _ in 0..n {
         sub.until(|v| v["type"] == "message").await;
     }
@@ -70,19 +71,19 @@ fn soak_secs(default: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_leaves_no_connection_or_memory_behind() {
-    soak(HubProcess::start(), soak_secs(15), None).await;
+    soak(Hub::start(), soak_secs(15), None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_through_a_redis_restart_leaves_nothing_behind() {
     let redis = RedisServer::start();
-    let hub = HubProcess::start_with_config(&format!("redis_url = \"{}\"\n", redis.url()));
+    let hub = Hub::start_with_config(&format!("redis_url = \"{}\"\n", redis.url()));
     soak(hub, soak_secs(8), Some(redis)).await;
 }
 
 /// Churns for `secs`; with `redis`, restarts it once halfway (between waves, while the
 /// subscriber stays connected) and waits for the hub to be ready again.
-async fn soak(hub: HubProcess, secs: u64, mut redis: Option<RedisServer>) {
+async fn soak(hub: Hub, secs: u64, mut redis: Option<RedisServer>) {
     let pid = pid_of_listener(hub.port);
     let tasks_before = metric(&hub.metrics().await, "nerve_runtime_tasks");
     assert!(tasks_before > 0.0, "the hub reports its runtime tasks");
@@ -143,14 +144,10 @@ async fn soak(hub: HubProcess, secs: u64, mut redis: Option<RedisServer>) {
             && let Some(mut r) = redis.take()
         {
             r.restart();
-            nerve_testkit::eventually(
-                crate::common::WAIT,
-                "readiness after the Redis restart",
-                || async move {
-                    let body = crate::common::http_get(port, "/readyz").await;
-                    body.contains("\"ready\":true").then_some(())
-                },
-            )
+            nerve_testkit::eventually(WAIT, "readiness after the Redis restart", || async move {
+                let body = http_get(port, "/readyz").await;
+                body.contains("\"ready\":true").then_some(())
+            })
             .await;
             // Keep the server alive until the end of the test.
             redis = Some(r);
@@ -165,14 +162,10 @@ async fn soak(hub: HubProcess, secs: u64, mut redis: Option<RedisServer>) {
         "the run ended before the Redis restart"
     );
     // Every churned connection is gone: only the subscriber remains, then none.
-    nerve_testkit::eventually(
-        crate::common::WAIT,
-        "churned connections to close",
-        || async move {
-            let s = crate::common::http_get(port, "/metrics").await;
-            (metric(&s, "nerve_connections") == 1.0).then_some(())
-        },
-    )
+    nerve_testkit::eventually(WAIT, "churned connections to close", || async move {
+        let s = http_get(port, "/metrics").await;
+        (metric(&s, "nerve_connections") == 1.0).then_some(())
+    })
     .await;
     let scrape = hub.metrics().await;
     assert_eq!(
@@ -183,23 +176,19 @@ async fn soak(hub: HubProcess, secs: u64, mut redis: Option<RedisServer>) {
     sub.send_raw(tokio_tungstenite::tungstenite::Message::Close(None))
         .await;
     sub.closed().await;
-    nerve_testkit::eventually(
-        crate::common::WAIT,
-        "the last connection to close",
-        || async move {
-            let s = crate::common::http_get(port, "/metrics").await;
-            (metric(&s, "nerve_connections") == 0.0).then_some(())
-        },
-    )
+    nerve_testkit::eventually(WAIT, "the last connection to close", || async move {
+        let s = http_get(port, "/metrics").await;
+        (metric(&s, "nerve_connections") == 0.0).then_some(())
+    })
     .await;
     // Every task a connection, session or join started has ended: the runtime holds what it
     // held before the first connection (the scrape's own connection and lazily started
     // background loops, such as the Redis reconnection, allow a few more).
     nerve_testkit::eventually(
-        crate::common::WAIT,
+        WAIT,
         "runtime tasks to return to their level before the churn",
         || async move {
-            let s = crate::common::http_get(port, "/metrics").await;
+            let s = http_get(port, "/metrics").await;
             (metric(&s, "nerve_runtime_tasks") <= tasks_before + 4.0).then_some(())
         },
     )

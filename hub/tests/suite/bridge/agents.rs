@@ -2,13 +2,13 @@
 //! artifacts, ask a human, complete; a dropped agent's task goes to another agent; every
 //! operation checks the token's bus roles.
 
-use crate::bridge_support::{BusClient, FAST_BUS, card, post};
-use crate::common::HubProcess;
 use serde_json::json;
+
+use crate::harness::{BusClient, FAST_BUS, Hub, JSON, WAIT, card, http_get, metric, post, refused};
 
 #[tokio::test]
 async fn an_agent_serves_a_task_end_to_end() {
-    let hub = HubProcess::start_with_config(FAST_BUS);
+    let hub = Hub::start_with_config(FAST_BUS);
     let mut agent = BusClient::connect(&hub, "echo-1", &["bus.serve.echo"]).await;
     let reg = agent
         .ok("bus.register", json!({"card": card("echo-1", &["echo"])}))
@@ -72,7 +72,7 @@ async fn an_agent_serves_a_task_end_to_end() {
 
 #[tokio::test]
 async fn bus_roles_are_checked_for_every_operation() {
-    let hub = HubProcess::start_with_config(FAST_BUS);
+    let hub = Hub::start_with_config(FAST_BUS);
     let mut c = BusClient::connect(&hub, "mallory", &["bus.submit.echo"]).await;
     let e = c
         .invoke("bus.register", json!({"card": card("m", &["echo"])}))
@@ -136,13 +136,13 @@ async fn bus_roles_are_checked_for_every_operation() {
     // A token for another hub is refused at the upgrade.
     let chat = hub.token("chat", Some("x"), &["bus.admin"], &[]);
     let url = format!("ws://127.0.0.1:{}/bus/ws?access_token={chat}", hub.port);
-    let (status, _) = crate::common::refused(&url, Some(crate::common::JSON)).await;
+    let (status, _) = refused(&url, Some(JSON)).await;
     assert_eq!(status, 401);
 }
 
 #[tokio::test]
 async fn a_dropped_agents_task_goes_to_another_agent() {
-    let hub = HubProcess::start_with_config(FAST_BUS);
+    let hub = Hub::start_with_config(FAST_BUS);
     let mut first = BusClient::connect(&hub, "w1", &["bus.serve.work"]).await;
     first
         .ok("bus.register", json!({"card": card("w1", &["work"])}))
@@ -184,7 +184,7 @@ async fn a_dropped_agents_task_goes_to_another_agent() {
 
 #[tokio::test]
 async fn frames_outside_the_protocol_are_refused_or_close_the_socket() {
-    let hub = HubProcess::start_with_config(FAST_BUS);
+    let hub = Hub::start_with_config(FAST_BUS);
     let mut c = BusClient::connect(&hub, "x", &["bus.watch"]).await;
     c.ws.send(json!({"type": "joinGroup", "group": "g", "ackId": 1}))
         .await;
@@ -209,23 +209,22 @@ async fn frames_outside_the_protocol_are_refused_or_close_the_socket() {
 
 #[tokio::test]
 async fn bus_metrics_show_in_flight_redeliveries_and_dead_letters() {
-    let hub = HubProcess::start_with_config(FAST_BUS);
+    let hub = Hub::start_with_config(FAST_BUS);
     let mut agent = BusClient::connect(&hub, "flaky", &["bus.serve.flaky"]).await;
     agent
         .ok("bus.register", json!({"card": card("flaky", &["flaky"])}))
         .await;
     let mut client = BusClient::connect(&hub, "c", &["bus.submit.flaky", "bus.submit.idle"]).await;
     let port = hub.port;
-    let scrape = |name: &'static str| async move {
-        crate::common::metric(&crate::common::http_get(port, "/metrics").await, name)
-    };
+    let scrape =
+        |name: &'static str| async move { metric(&http_get(port, "/metrics").await, name) };
     // Two tasks for a capability nobody serves wait in its queue.
     for _ in 0..2 {
         client
             .ok("bus.submit", json!({"capability": "idle", "text": "later"}))
             .await;
     }
-    nerve_testkit::eventually(crate::common::WAIT, "two messages waiting", || async move {
+    nerve_testkit::eventually(WAIT, "two messages waiting", || async move {
         (scrape("nerve_bus_depth").await == 2.0).then_some(())
     })
     .await;
@@ -236,11 +235,9 @@ async fn bus_metrics_show_in_flight_redeliveries_and_dead_letters() {
     // The agent holds the task: one delivery in flight on this node.
     let got = agent.push("bus.task").await;
     assert_eq!(got["deliveries"], 1);
-    nerve_testkit::eventually(
-        crate::common::WAIT,
-        "one delivery in flight",
-        || async move { (scrape("nerve_bus_in_flight").await == 1.0).then_some(()) },
-    )
+    nerve_testkit::eventually(WAIT, "one delivery in flight", || async move {
+        (scrape("nerve_bus_in_flight").await == 1.0).then_some(())
+    })
     .await;
     // It asks for a retry every time until the bus gives up: 10 deliveries by default, so
     // 9 redeliveries, then one dead letter.
@@ -266,14 +263,14 @@ async fn bus_metrics_show_in_flight_redeliveries_and_dead_letters() {
         .await;
     assert_eq!(done["task"]["task"]["status"]["state"], "TASK_STATE_FAILED");
     nerve_testkit::eventually(
-        crate::common::WAIT,
+        WAIT,
         "redeliveries, a dead letter and nothing in flight",
         || async move {
-            let s = crate::common::http_get(port, "/metrics").await;
+            let s = http_get(port, "/metrics").await;
             let counted = (
-                crate::common::metric(&s, "nerve_bus_redeliveries_total"),
-                crate::common::metric(&s, "nerve_bus_dead_letters_total"),
-                crate::common::metric(&s, "nerve_bus_in_flight"),
+                metric(&s, "nerve_bus_redeliveries_total"),
+                metric(&s, "nerve_bus_dead_letters_total"),
+                metric(&s, "nerve_bus_in_flight"),
             );
             (counted == (9.0, 1.0, 0.0)).then_some(())
         },

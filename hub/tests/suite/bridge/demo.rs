@@ -1,12 +1,13 @@
 //! The demo pages and their helpers: pages are served from the binary, the token endpoint mints
 //! tokens only when `[demo]` allows it, and the stats feed needs a token when it does not.
 
-use crate::common::{HubProcess, http_get};
 use serde_json::Value;
+
+use crate::harness::{Client, Hub, JSON, http_get};
 
 #[tokio::test]
 async fn pages_and_the_token_endpoint_on_a_loopback_hub() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     for (path, marker) in [
         ("/demo/chat", "Nerve chat"),
         ("/demo/dashboard", "Nerve dashboard"),
@@ -28,7 +29,7 @@ async fn pages_and_the_token_endpoint_on_a_loopback_hub() {
     );
     // The token works on the hub it names.
     let url = t["url"].as_str().expect("url");
-    let mut c = crate::common::Client::connect(url, Some(crate::common::JSON))
+    let mut c = Client::connect(url, Some(JSON))
         .await
         .expect("connect with the demo token");
     assert_eq!(c.next_json().await["userId"], "ann");
@@ -48,7 +49,7 @@ async fn pages_and_the_token_endpoint_on_a_loopback_hub() {
 
 #[tokio::test]
 async fn the_token_endpoint_is_off_when_demo_is_disabled() {
-    let hub = HubProcess::start_with_config("[demo]\nenabled = false\n");
+    let hub = Hub::start_with_config("[demo]\nenabled = false\n");
     let body = http_get(hub.port, "/demo/token?hub=chat").await;
     assert!(body.contains("disabled"), "{body}");
     let stats = http_get(hub.port, "/demo/stats.json").await;

@@ -2,10 +2,10 @@
 //! submitted, watched and answered through the other, and the watcher sees the agent's events
 //! live in the second hub's groups.
 
-use crate::bridge_support::{BusClient, card, post};
-use crate::common::{ALL_ROLES, HubProcess, RELIABLE};
 use nerve_testkit::RedisServer;
 use serde_json::{Value, json};
+
+use crate::harness::{ALL_ROLES, BusClient, Hub, RELIABLE, WAIT, card, post};
 
 fn state(v: &Value) -> Option<&str> {
     v["data"]["envelope"]["data"]["statusUpdate"]["status"]["state"].as_str()
@@ -18,8 +18,8 @@ async fn two_hubs_share_one_bus_on_redis() {
         "[bus]\ntransport = \"redis\"\nredis_url = \"{}\"\nfast = true\n",
         redis.url()
     );
-    let a = HubProcess::start_with_config(&config);
-    let b = HubProcess::start_with_config(&config);
+    let a = Hub::start_with_config(&config);
+    let b = Hub::start_with_config(&config);
 
     let mut agent = BusClient::connect(&a, "remote-1", &["bus.serve.remote"]).await;
     agent
@@ -36,21 +36,20 @@ async fn two_hubs_share_one_bus_on_redis() {
     );
     // Hub B knows the agent registered on hub A (once B's own bus has reached Redis: until
     // then it answers Unavailable).
-    let agents =
-        nerve_testkit::eventually(crate::common::WAIT, "hub B's bus to list the agent", || {
-            let (b, user) = (&b, &user);
-            async move {
-                let (_, agents) = post(
-                    b,
-                    "/bus/api/bus.agents",
-                    user,
-                    json!({"capability": "remote"}),
-                )
-                .await;
-                (agents["name"] != "Unavailable").then_some(agents)
-            }
-        })
-        .await;
+    let agents = nerve_testkit::eventually(WAIT, "hub B's bus to list the agent", || {
+        let (b, user) = (&b, &user);
+        async move {
+            let (_, agents) = post(
+                b,
+                "/bus/api/bus.agents",
+                user,
+                json!({"capability": "remote"}),
+            )
+            .await;
+            (agents["name"] != "Unavailable").then_some(agents)
+        }
+    })
+    .await;
     assert_eq!(agents["agents"][0]["id"], "remote-1", "{agents}");
 
     let (status, sub) = post(

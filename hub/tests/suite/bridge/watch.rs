@@ -2,9 +2,9 @@
 //! `correlation.<id>`, a human answer to input-required over `POST /bus/api`, and cursor-based
 //! catch-up with `bus.history` that loses nothing across a reconnect.
 
-use crate::bridge_support::{BusClient, FAST_BUS, card, post};
-use crate::common::{ALL_ROLES, HubProcess, RELIABLE};
 use serde_json::{Value, json};
+
+use crate::harness::{ALL_ROLES, BusClient, FAST_BUS, Hub, RELIABLE, card, post};
 
 fn state_of(msg: &Value) -> Option<String> {
     msg["data"]["envelope"]["data"]["statusUpdate"]["status"]["state"]
@@ -14,7 +14,7 @@ fn state_of(msg: &Value) -> Option<String> {
 
 #[tokio::test]
 async fn a_browser_watches_a_chain_answers_and_resumes_by_cursor() {
-    let hub = HubProcess::start_with_config(FAST_BUS);
+    let hub = Hub::start_with_config(FAST_BUS);
     let mut agent = BusClient::connect(
         &hub,
         "triage",
@@ -192,7 +192,7 @@ async fn a_browser_watches_a_chain_answers_and_resumes_by_cursor() {
 
 #[tokio::test]
 async fn an_agent_subscribes_to_events_and_shares_context() {
-    let hub = HubProcess::start_with_config(FAST_BUS);
+    let hub = Hub::start_with_config(FAST_BUS);
     let mut w = BusClient::connect(
         &hub,
         "watcher",

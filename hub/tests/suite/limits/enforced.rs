@@ -4,24 +4,16 @@
 
 use std::time::Duration;
 
-use crate::common::{ALL_ROLES, Client, HubProcess, JSON, WAIT, refused};
 use axum::http::Method;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The value of `nerve_limit_violations_total{kind="<kind>"}` in a scrape (0 when absent).
-fn violations(scrape: &str, kind: &str) -> f64 {
-    let prefix = format!("nerve_limit_violations_total{{kind=\"{kind}\"}} ");
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
+use crate::harness::{ALL_ROLES, Client, Hub, JSON, WAIT, http_get, refused, violations};
 
 #[tokio::test]
 async fn message_rate_closes_with_1008_and_counts() {
-    let hub = HubProcess::start_with_config(
+    let hub = Hub::start_with_config(
         "[limits]\nmessages_per_sec = 5\nmessage_burst = 5\nbytes_per_sec = 0\n",
     );
     let mut c = hub.connect("chat", Some("u1"), ALL_ROLES, Some(JSON)).await;
@@ -49,7 +41,7 @@ async fn message_rate_closes_with_1008_and_counts() {
 
 #[tokio::test]
 async fn byte_rate_closes_with_1008_and_counts() {
-    let hub = HubProcess::start_with_config(
+    let hub = Hub::start_with_config(
         "[limits]\nmax_frame_bytes = 1024\noutbox_bytes = 65536\nmessages_per_sec = 0\nbytes_per_sec = 1024\nbyte_burst = 1024\n",
     );
     let mut c = hub.connect("chat", Some("u1"), ALL_ROLES, Some(JSON)).await;
@@ -70,7 +62,7 @@ async fn byte_rate_closes_with_1008_and_counts() {
 
 #[tokio::test]
 async fn node_connection_limit_answers_503_then_frees_the_place() {
-    let hub = HubProcess::start_with_config("[limits]\nmax_connections = 2\n");
+    let hub = Hub::start_with_config("[limits]\nmax_connections = 2\n");
     let mut a = hub.connect("chat", Some("a"), &[], Some(JSON)).await;
     let _b = hub.connect("chat", Some("b"), &[], Some(JSON)).await;
     let url = hub.url("chat", &hub.token("chat", Some("c"), &[], &[]));
@@ -95,7 +87,7 @@ async fn node_connection_limit_answers_503_then_frees_the_place() {
 
 #[tokio::test]
 async fn user_connection_limit_answers_429() {
-    let hub = HubProcess::start_with_config("[limits]\nmax_connections_per_user = 1\n");
+    let hub = Hub::start_with_config("[limits]\nmax_connections_per_user = 1\n");
     let _first = hub.connect("chat", Some("alice"), &[], Some(JSON)).await;
     let url = hub.url("chat", &hub.token("chat", Some("alice"), &[], &[]));
     let (status, body) = refused(&url, Some(JSON)).await;
@@ -109,7 +101,7 @@ async fn user_connection_limit_answers_429() {
 
 #[tokio::test]
 async fn group_limit_answers_a_forbidden_ack() {
-    let hub = HubProcess::start_with_config("[limits]\nmax_groups_per_connection = 2\n");
+    let hub = Hub::start_with_config("[limits]\nmax_groups_per_connection = 2\n");
     let mut c = hub.connect("chat", Some("u"), ALL_ROLES, Some(JSON)).await;
     c.next_json().await;
     for (i, g) in ["a", "b", "a"].iter().enumerate() {
@@ -141,7 +133,7 @@ async fn group_limit_answers_a_forbidden_ack() {
 #[tokio::test]
 async fn rest_rate_is_per_access_key_and_answers_429_with_retry_after() {
     // Two active keys (a rotation): each key has its own budget, whoever calls with it.
-    let nerve = crate::rest_support::Nerve::start(
+    let nerve = Hub::start_with(
         &["rest-rate-key-one", "rest-rate-key-two"],
         "[limits]\nrest_requests_per_sec = 1\nrest_burst = 3\n",
         &[],
@@ -190,7 +182,7 @@ async fn rest_rate_is_per_access_key_and_answers_429_with_retry_after() {
     }
     assert_eq!(refused[0], 401, "{refused:?}");
     assert_eq!(refused.last(), Some(&429), "{refused:?}");
-    let scrape = crate::common::http_get(nerve.port, "/metrics").await;
+    let scrape = http_get(nerve.port, "/metrics").await;
     assert!(violations(&scrape, "rest_rate") >= 3.0, "{scrape}");
     assert!(
         scrape.contains("nerve_rest_request_duration_seconds_count{route=\"userExists\"}"),
@@ -213,7 +205,7 @@ async fn time_to_close(mut s: TcpStream) -> Duration {
 
 #[tokio::test]
 async fn slow_and_silent_request_heads_are_dropped() {
-    let hub = HubProcess::start_with_config("[limits]\nhandshake_timeout_ms = 500\n");
+    let hub = Hub::start_with_config("[limits]\nhandshake_timeout_ms = 500\n");
     let mut slow = TcpStream::connect(("127.0.0.1", hub.port))
         .await
         .expect("connect");

@@ -2,28 +2,20 @@
 //! connections, joins, messages and bytes in and out, acks, auth failures, protocol errors,
 //! REST latency by operation and limit violations by kind.
 
-use crate::common::{ALL_ROLES, Client, JSON, metric};
 use axum::http::Method;
 use serde_json::json;
 
-/// The value of `name{labels}` in a scrape (0 when absent).
-fn labelled(scrape: &str, name_and_labels: &str) -> f64 {
-    let prefix = format!("{name_and_labels} ");
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
+use crate::harness::{ALL_ROLES, Client, Hub, JSON, WAIT, http_get, labelled, metric, refused};
 
 #[tokio::test]
 async fn a_scrape_during_a_run_shows_the_counters_that_moved() {
-    let nerve = crate::rest_support::Nerve::start(
+    let nerve = Hub::start_with(
         &["metrics-key"],
         "[limits]\nmax_groups_per_connection = 1\n",
         &[],
     );
     let port = nerve.port;
-    let before = crate::common::http_get(port, "/metrics").await;
+    let before = http_get(port, "/metrics").await;
     assert_eq!(metric(&before, "nerve_connections"), 0.0, "{before}");
 
     let url = nerve.client_url("chat", Some("alice"), ALL_ROLES);
@@ -54,7 +46,7 @@ async fn a_scrape_during_a_run_shows_the_counters_that_moved() {
     a.until(|v| v["type"] == "message" && v["data"] == "from rest")
         .await;
     let bad = format!("ws://127.0.0.1:{port}/client/hubs/chat?access_token=not.a.token");
-    let (status, _) = crate::common::refused(&bad, Some(JSON)).await;
+    let (status, _) = refused(&bad, Some(JSON)).await;
     assert_eq!(status, 401);
     a.send_raw(tokio_tungstenite::tungstenite::Message::Text(
         "{not json".into(),
@@ -62,7 +54,7 @@ async fn a_scrape_during_a_run_shows_the_counters_that_moved() {
     .await;
     a.closed().await;
 
-    let s = crate::common::http_get(port, "/metrics").await;
+    let s = http_get(port, "/metrics").await;
     let moved = [
         ("nerve_connections_opened_total", 1.0),
         ("nerve_group_joins_total", 1.0),
@@ -92,14 +84,10 @@ async fn a_scrape_during_a_run_shows_the_counters_that_moved() {
     ] {
         assert!(s.contains(&format!("# TYPE {family}")), "{family}\n{s}");
     }
-    let gone = nerve_testkit::eventually(
-        crate::common::WAIT,
-        "the connection gauge to drop",
-        || async move {
-            let s = crate::common::http_get(port, "/metrics").await;
-            (metric(&s, "nerve_connections") == 0.0).then_some(())
-        },
-    )
+    let gone = nerve_testkit::eventually(WAIT, "the connection gauge to drop", || async move {
+        let s = http_get(port, "/metrics").await;
+        (metric(&s, "nerve_connections") == 0.0).then_some(())
+    })
     .await;
     let () = gone;
 }

@@ -4,170 +4,18 @@
 //! upgrade into the upstream webhook, and from a bus submission through the bus delivery to the
 //! agent. Without an endpoint nothing is exported and nothing about OTLP is printed.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use crate::bridge_support::{BusClient, card};
-use crate::common::{Client, HubProcess, JSON};
-use crate::rest_support::{Upstream, handler_toml};
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use nerve_hub::auth::{AccessKeys, Audience, Claims, now_secs};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use prost::Message as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const WAIT: Duration = Duration::from_secs(20);
+use super::collector::{Collector, Exported, WAIT};
 
-/// One exported span, flattened.
-#[derive(Debug, Clone)]
-struct Exported {
-    trace_id: String,
-    span_id: String,
-    parent_span_id: String,
-    name: String,
-    attrs: HashMap<String, String>,
-    resource: HashMap<String, String>,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn text(v: &Option<AnyValue>) -> String {
-    match v.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn attrs(kvs: &[KeyValue]) -> HashMap<String, String> {
-    kvs.iter()
-        .map(|kv| (kv.key.clone(), text(&kv.value)))
-        .collect()
-}
-
-/// A real OTLP/HTTP receiver: `POST /v1/traces` with a protobuf `ExportTraceServiceRequest`.
-struct Collector {
-    port: u16,
-    spans: Arc<Mutex<Vec<Exported>>>,
-    requests: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Collector {
-    async fn start() -> Self {
-        let spans: Arc<Mutex<Vec<Exported>>> = Arc::default();
-        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (s, r) = (spans.clone(), requests.clone());
-        let app = axum::Router::new()
-            .route(
-                "/v1/traces",
-                axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                    let (s, r) = (s.clone(), r.clone());
-                    async move {
-                        let ct = headers
-                            .get("content-type")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        r.lock().expect("lock").push(ct.clone());
-                        if ct != "application/x-protobuf" {
-                            return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
-                        }
-                        let Ok(req) = ExportTraceServiceRequest::decode(body) else {
-                            return StatusCode::BAD_REQUEST.into_response();
-                        };
-                        let mut out = s.lock().expect("lock");
-                        for rs in req.resource_spans {
-                            let resource =
-                                attrs(&rs.resource.map(|r| r.attributes).unwrap_or_default());
-                            for ss in rs.scope_spans {
-                                for sp in ss.spans {
-                                    out.push(Exported {
-                                        trace_id: hex(&sp.trace_id),
-                                        span_id: hex(&sp.span_id),
-                                        parent_span_id: hex(&sp.parent_span_id),
-                                        name: sp.name.clone(),
-                                        attrs: attrs(&sp.attributes),
-                                        resource: resource.clone(),
-                                    });
-                                }
-                            }
-                        }
-                        let reply = ExportTraceServiceResponse::default().encode_to_vec();
-                        ([("content-type", "application/x-protobuf")], reply).into_response()
-                    }
-                }),
-            )
-            .fallback(|| async { StatusCode::NOT_FOUND });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind collector");
-        let port = listener.local_addr().expect("addr").port();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Collector {
-            port,
-            spans,
-            requests,
-            task,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn spans(&self) -> Vec<Exported> {
-        self.spans.lock().expect("lock").clone()
-    }
-
-    /// Waits for a span named `name` in trace `trace_id`.
-    async fn span(&self, name: &str, trace_id: &str) -> Exported {
-        let what = format!("span {name} of trace {trace_id} to be exported");
-        let spans = self.spans.clone();
-        let _dump = Dump(spans);
-        nerve_testkit::eventually(WAIT, &what, || {
-            let found = self
-                .spans()
-                .into_iter()
-                .find(|s| s.name == name && s.trace_id == trace_id);
-            async move { found }
-        })
-        .await
-    }
-}
-
-struct Dump(Arc<Mutex<Vec<Exported>>>);
-impl Drop for Dump {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for s in self.0.lock().expect("lock").iter() {
-                eprintln!(
-                    "exported: {} trace {} span {} parent {} {:?}",
-                    s.name, s.trace_id, s.span_id, s.parent_span_id, s.attrs
-                );
-            }
-        }
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+use crate::harness::{
+    BusClient, Client, FAST_BUS, Hub, JSON, Upstream, card, config_check, handler_toml,
+};
 
 /// A random W3C trace id and parent span id, and the `traceparent` naming them.
 fn new_traceparent() -> (String, String, String) {
@@ -187,24 +35,14 @@ fn parent_id_of(traceparent: &str) -> &str {
 
 /// Starts a hub exporting to `collector` with a long batch delay (only the shutdown flush
 /// sends spans) or a short one.
-fn exporting_hub(collector: &Collector, toml: &str, batch_delay_ms: &str) -> HubProcess {
+fn exporting_hub(collector: &Collector, toml: &str, batch_delay_ms: &str) -> Hub {
     let endpoint = collector.endpoint();
-    let (hub, _) = HubProcess::start_logged(
+    Hub::start_with_env(
+        &[],
         toml,
         &["--otlp-endpoint", &endpoint, "--node-id", "otel-node-1"],
         &[("OTEL_BSP_SCHEDULE_DELAY", batch_delay_ms)],
-    );
-    hub
-}
-
-/// A REST token whose audience is `url`, signed with the hub's key.
-fn rest_token(hub: &HubProcess, url: &str) -> String {
-    AccessKeys::new(vec![hub.key.clone()]).sign(&Claims {
-        aud: Some(Audience::One(url.to_string())),
-        exp: now_secs() + 600,
-        iat: Some(now_secs()),
-        ..Default::default()
-    })
+    )
 }
 
 /// Asserts no exported attribute (span or resource) carries a secret.
@@ -237,7 +75,7 @@ async fn a_rest_call_joins_the_callers_trace_and_is_flushed_at_shutdown() {
         "http://127.0.0.1:{}/api/hubs/Chat/:send?api-version=2024-12-01",
         hub.port
     );
-    let token = rest_token(&hub, &url);
+    let token = hub.rest(0).token(&url);
     let r = reqwest::Client::new()
         .post(&url)
         .bearer_auth(&token)
@@ -277,8 +115,8 @@ async fn a_rest_call_joins_the_callers_trace_and_is_flushed_at_shutdown() {
         Some("otel-node-1")
     );
     let all = collector.spans();
-    assert_no_secrets(&all, &[&hub.key, &token]);
-    let types = collector.requests.lock().expect("lock").clone();
+    assert_no_secrets(&all, &[hub.key(), &token]);
+    let types = collector.content_types();
     assert!(
         types.iter().all(|t| t == "application/x-protobuf"),
         "{types:?}"
@@ -338,12 +176,12 @@ async fn an_upstream_webhook_carries_the_trace_of_the_websocket_upgrade() {
     let connect = collector.span("ws.connect", &trace).await;
     assert_eq!(connect.parent_span_id, parent);
     assert_eq!(call.parent_span_id, connect.span_id);
-    assert_no_secrets(&collector.spans(), &[&hub.key, &token]);
+    assert_no_secrets(&collector.spans(), &[hub.key(), &token]);
 }
 
 /// Submits an `echo` task through `/bus/api` with `traceparent`; answers the token it used
 /// and the result.
-async fn submit_echo(hub: &HubProcess, traceparent: &str) -> (String, Value) {
+async fn submit_echo(hub: &Hub, traceparent: &str) -> (String, Value) {
     let token = hub.token("bus", Some("alice"), &["bus.submit.echo"], &[]);
     let r = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{}/bus/api/bus.submit", hub.port))
@@ -359,8 +197,8 @@ async fn submit_echo(hub: &HubProcess, traceparent: &str) -> (String, Value) {
 
 /// An exporting hub with a short batch delay (spans arrive while it runs) and agent `id`
 /// serving `echo` on /bus/ws.
-async fn hub_with_echo_agent(collector: &Collector, id: &str) -> (HubProcess, BusClient) {
-    let hub = exporting_hub(collector, crate::bridge_support::FAST_BUS, "100");
+async fn hub_with_echo_agent(collector: &Collector, id: &str) -> (Hub, BusClient) {
+    let hub = exporting_hub(collector, FAST_BUS, "100");
     let mut agent = BusClient::connect(&hub, id, &["bus.serve.echo"]).await;
     agent
         .ok("bus.register", json!({"card": card(id, &["echo"])}))
@@ -413,7 +251,7 @@ async fn a_bus_task_is_handled_in_the_submitters_trace() {
         deliver.span_id,
         "the agent's parent is the delivery"
     );
-    assert_no_secrets(&collector.spans(), &[&hub.key, &token]);
+    assert_no_secrets(&collector.spans(), &[hub.key(), &token]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,18 +261,18 @@ async fn without_an_endpoint_nothing_is_exported_and_nothing_is_said() {
         Upstream::start(Arc::new(|_| Some(StatusCode::NO_CONTENT.into_response()))).await;
     let toml = format!(
         "{}{}",
-        crate::bridge_support::FAST_BUS,
+        FAST_BUS,
         handler_toml("chat", upstream.port, "*", &["connect"], "")
     );
     // The collector listens where an exporter would send by default: nothing may arrive.
-    let (mut hub, output) = HubProcess::start_logged(&toml, &["--log-level", "info"], &[]);
+    let mut hub = Hub::start_with(&[], &toml, &["--log-level", "info"]);
 
     // REST with a traceparent still works.
     let (_, _, tp) = new_traceparent();
     let url = format!("http://127.0.0.1:{}/api/hubs/chat/:send", hub.port);
     let r = reqwest::Client::new()
         .post(&url)
-        .bearer_auth(rest_token(&hub, &url))
+        .bearer_auth(hub.rest(0).token(&url))
         .header("traceparent", &tp)
         .header("content-type", "text/plain")
         .body("hello")
@@ -465,7 +303,7 @@ async fn without_an_endpoint_nothing_is_exported_and_nothing_is_said() {
     assert_eq!(pushed["traceparent"], tp.as_str());
 
     assert!(hub.terminate());
-    let printed = output.lock().expect("output").to_lowercase();
+    let printed = hub.printed().to_lowercase();
     assert!(printed.contains("nerve is listening"), "{printed}");
     for word in ["otlp", "opentelemetry", "telemetry", "trace export"] {
         assert!(
@@ -473,27 +311,14 @@ async fn without_an_endpoint_nothing_is_exported_and_nothing_is_said() {
             "startup mentions {word}: {printed}"
         );
     }
-    assert!(collector.requests.lock().expect("lock").is_empty());
+    assert!(collector.content_types().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_check_reports_telemetry() {
-    let path =
-        std::env::temp_dir().join(format!("nerve-otel-{}.toml", uuid::Uuid::new_v4().simple()));
-    std::fs::write(
-        &path,
+    let out = config_check(
         "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nservice_name = \"edge\"\n",
-    )
-    .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
-        .args(["config", "check"])
-        .arg(&path)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("NERVE_OTLP_ENDPOINT")
-        .env_remove("OTEL_SERVICE_NAME")
-        .output()
-        .expect("run");
-    let _ = std::fs::remove_file(&path);
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
@@ -569,7 +394,7 @@ async fn a2a_and_agent_socket_submissions_carry_the_trace() {
     );
     let op = collector.span("bus.submit", &trace).await;
     assert_eq!(op.parent_span_id, parent);
-    assert_no_secrets(&collector.spans(), &[&hub.key, &token]);
+    assert_no_secrets(&collector.spans(), &[hub.key(), &token]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,7 +402,8 @@ async fn an_unreachable_collector_is_logged_and_does_not_disturb_the_hub() {
     // A port nobody listens on.
     let port = nerve_testkit::free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let (mut hub, output) = HubProcess::start_logged(
+    let mut hub = Hub::start_with_env(
+        &[],
         "",
         &["--otlp-endpoint", &endpoint],
         &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
@@ -586,7 +412,7 @@ async fn an_unreachable_collector_is_logged_and_does_not_disturb_the_hub() {
     for _ in 0..3 {
         let r = reqwest::Client::new()
             .post(&url)
-            .bearer_auth(rest_token(&hub, &url))
+            .bearer_auth(hub.rest(0).token(&url))
             .header("content-type", "text/plain")
             .body("hello")
             .send()
@@ -595,7 +421,7 @@ async fn an_unreachable_collector_is_logged_and_does_not_disturb_the_hub() {
         assert_eq!(r.status().as_u16(), 202);
     }
     nerve_testkit::eventually(WAIT, "the failed export to be logged", || {
-        let logged = output.lock().expect("output").contains("ExportError");
+        let logged = hub.logs().contains("ExportError");
         async move { logged.then_some(()) }
     })
     .await;

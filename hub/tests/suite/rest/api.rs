@@ -1,15 +1,15 @@
 //! The data-plane REST API end to end: the real binary, real WebSocket clients, and REST calls
 //! signed as the server SDKs sign them; every route's status code and what clients observe.
 
-use crate::common::{Client, JSON, RELIABLE, WAIT};
-use crate::rest_support::{Nerve, Rest};
 use axum::http::Method;
 use serde_json::{Value, json};
 
+use crate::harness::{Client, Hub, JSON, RELIABLE, Rest, WAIT};
+
 const KEY: &str = "rest-test-primary-key";
 
-fn nerve() -> Nerve {
-    Nerve::start(&[KEY], "", &[])
+fn nerve() -> Hub {
+    Hub::start_with(&[KEY], "", &[])
 }
 
 /// The next server message, skipping nothing: REST sends arrive in order.

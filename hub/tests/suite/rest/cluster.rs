@@ -1,16 +1,16 @@
 //! The REST API over two nodes sharing one real Redis: a call made on one node reaches,
 //! checks and changes connections held by the other, as one Azure Web PubSub hub would.
 
-use crate::common::{Client, JSON, WAIT};
-use crate::rest_support::Nerve;
 use axum::http::Method;
 use nerve_testkit::{RedisServer, eventually};
 use serde_json::json;
 
+use crate::harness::{Client, Hub, JSON, WAIT};
+
 const KEY: &str = "rest-cluster-key";
 
-fn node(redis: &RedisServer, id: &str) -> Nerve {
-    Nerve::start(&[KEY], "", &["--redis", &redis.url(), "--node-id", id])
+fn node(redis: &RedisServer, id: &str) -> Hub {
+    Hub::start_with(&[KEY], "", &["--redis", &redis.url(), "--node-id", id])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

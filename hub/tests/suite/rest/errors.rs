@@ -2,11 +2,12 @@
 //! `x-ms-error-code`), 400 for bad parameters and filters, 413 for oversize bodies, 415 for
 //! unknown content types, 404/405 for unknown routes; and key rotation (both keys accepted).
 
-use crate::rest_support::Nerve;
 use axum::http::Method;
 use base64::Engine;
 use nerve_hub::auth::{Audience, Claims, now_secs};
 use serde_json::json;
+
+use crate::harness::Hub;
 
 const PRIMARY: &str = "rest-primary-key";
 const SECONDARY: &str = "rest-secondary-key";
@@ -22,7 +23,7 @@ fn claims(aud: &str, exp: u64) -> Claims {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_401_with_a_json_reason() {
-    let n = Nerve::start(&[PRIMARY, SECONDARY], "", &[]);
+    let n = Hub::start_with(&[PRIMARY, SECONDARY], "", &[]);
     let rest = n.rest(0);
     let url = format!("{}/api/hubs/chat/:send?api-version=2024-12-01", rest.base);
     let body = || Some(("text/plain", b"x".to_vec()));
@@ -56,7 +57,7 @@ async fn bad_tokens_are_401_with_a_json_reason() {
         b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
         b64.encode(serde_json::to_vec(&claims(&url, now_secs() + 600)).expect("claims"))
     );
-    let other_key = crate::rest_support::Nerve::start(&["someone-else"], "", &[]);
+    let other_key = Hub::start_with(&["someone-else"], "", &[]);
     let foreign = other_key.rest(0).token(&url);
     drop(other_key);
     for (what, token) in [
@@ -101,7 +102,7 @@ type Case = (Method, &'static str, Option<(&'static str, Vec<u8>)>, u16);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_parameters_bodies_and_routes() {
-    let n = Nerve::start(&[PRIMARY], "", &[]);
+    let n = Hub::start_with(&[PRIMARY], "", &[]);
     let rest = n.rest(0);
     let text = || Some(("text/plain", b"x".to_vec()));
     let cases: Vec<Case> = vec![

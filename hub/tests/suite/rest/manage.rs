@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
-use crate::common::{Client, JSON};
-use crate::rest_support::{Nerve, Rest};
 use axum::http::Method;
 use serde_json::json;
 
+use crate::harness::{Client, Hub, JSON, Rest};
+
 const KEY: &str = "rest-test-primary-key";
 
-fn nerve() -> Nerve {
-    Nerve::start(&[KEY], "", &[])
+fn nerve() -> Hub {
+    Hub::start_with(&[KEY], "", &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

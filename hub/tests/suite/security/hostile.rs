@@ -4,16 +4,12 @@
 //! half-open and slowloris connections. The good clients lose nothing, every attacker gets its
 //! error, and the hub's RSS stays bounded.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::common::{ALL_ROLES, Client, JSON, WAIT, refused};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
-use nerve_hub::auth::AccessKeys;
 use rand::Rng;
 use serde_json::json;
 use sha2::Sha256;
@@ -21,83 +17,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::harness::{ALL_ROLES, Hub, JSON, WAIT, metric, refused};
+
 const KEY: &str = "hostile-test-key-0123456789";
 const CONFIG: &str = "[limits]\nmax_frame_bytes = 65536\nhandshake_timeout_ms = 1000\nkeepalive_secs = 1\nmessages_per_sec = 100000\nmessage_burst = 100000\n[hubs.chat]\nanonymous_connect = false\n";
 
-/// The hub process, with its pid for `/proc`.
-struct Hub {
-    child: Child,
-    port: u16,
-    config: std::path::PathBuf,
-}
-
-impl Hub {
-    fn start() -> Self {
-        let config = std::env::temp_dir().join(format!(
-            "nerve-hostile-{}.toml",
-            nerve_hub::transport::new_connection_id()
-        ));
-        std::fs::write(&config, CONFIG).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nerve"))
-            .args(["--listen", "127.0.0.1:0", "--access-key", KEY])
-            .args(["--log-level", "error", "--config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nerve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let port = loop {
-            let line = lines.next().expect("endpoint line").expect("read stdout");
-            if let Some(rest) = line.strip_prefix("Endpoint=http://127.0.0.1:") {
-                break rest
-                    .split(';')
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .expect("port");
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Hub {
-            child,
-            port,
-            config,
-        }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .expect("VmRSS")
-    }
-
-    fn aud(&self) -> String {
-        format!("http://127.0.0.1:{}/client/hubs/chat", self.port)
-    }
-
-    fn url(&self, token: &str) -> String {
-        format!(
-            "ws://127.0.0.1:{}/client/hubs/chat?access_token={token}",
-            self.port
-        )
-    }
-
-    fn token(&self, user: &str) -> String {
-        let roles: Vec<String> = ALL_ROLES.iter().map(|s| s.to_string()).collect();
-        AccessKeys::new(vec![KEY.into()]).client_token(&self.aud(), Some(user), &roles, &[], 600)
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.config);
-    }
+/// A hub with tight frame and handshake limits, rates high enough for the good clients, and
+/// anonymous connections refused.
+fn hostile_hub() -> Hub {
+    Hub::start_with(&[KEY], CONFIG, &["--log-level", "error"])
 }
 
 fn now() -> u64 {
@@ -121,7 +49,7 @@ fn forge(header: serde_json::Value, claims: serde_json::Value, sign: bool) -> St
 
 /// Every bad token is refused with 401 and a reason.
 async fn bad_tokens(hub: &Hub) {
-    let aud = hub.aud();
+    let aud = hub.client_audience("chat");
     let good = json!({"aud": aud, "exp": now() + 600, "sub": "x"});
     let hs512 = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
@@ -152,7 +80,7 @@ async fn bad_tokens(hub: &Hub) {
         "%%%".to_string(),
     ];
     for t in tokens {
-        let (status, body) = refused(&hub.url(&t), Some(JSON)).await;
+        let (status, body) = refused(&hub.url("chat", &t), Some(JSON)).await;
         assert_eq!(status, 401, "{t}: {body}");
         assert!(body.contains("Unauthorized"), "{body}");
     }
@@ -176,9 +104,9 @@ async fn bad_frames(hub: &Hub) {
         (Message::Binary(vec![0u8, 159, 146, 150].into()), 1003),
     ];
     for (frame, code) in cases {
-        let mut c = Client::connect(&hub.url(&hub.token("attacker")), Some(JSON))
-            .await
-            .expect("connect");
+        let mut c = hub
+            .connect("chat", Some("attacker"), ALL_ROLES, Some(JSON))
+            .await;
         c.next_json().await;
         c.send_raw(frame).await;
         let closed = c.closed().await;
@@ -188,9 +116,9 @@ async fn bad_frames(hub: &Hub) {
     // crash.
     let mut rng = rand::rng();
     for _ in 0..20 {
-        let mut c = Client::connect(&hub.url(&hub.token("fuzzer")), Some(JSON))
-            .await
-            .expect("connect");
+        let mut c = hub
+            .connect("chat", Some("fuzzer"), ALL_ROLES, Some(JSON))
+            .await;
         c.next_json().await;
         let len = rng.random_range(1..512);
         let junk: String = (0..len).map(|_| rng.random_range(' '..='~')).collect();
@@ -223,7 +151,7 @@ async fn raw_websocket(hub: &Hub) -> TcpStream {
         .expect("connect");
     let req = format!(
         "GET /client/hubs/chat?access_token={} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {JSON}\r\n\r\n",
-        hub.token("raw"),
+        hub.token("chat", Some("raw"), ALL_ROLES, &[]),
         hub.port
     );
     s.write_all(req.as_bytes()).await.expect("write");
@@ -348,18 +276,18 @@ async fn oversized_headers(hub: &Hub) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_harms_no_one() {
-    let hub = Hub::start();
-    let mut subscriber = Client::connect(&hub.url(&hub.token("sub")), Some(JSON))
-        .await
-        .expect("connect");
+    let hub = hostile_hub();
+    let mut subscriber = hub
+        .connect("chat", Some("sub"), ALL_ROLES, Some(JSON))
+        .await;
     subscriber.next_json().await;
     subscriber
         .send(json!({"type": "joinGroup", "group": "good", "ackId": 1}))
         .await;
     assert_eq!(subscriber.ack(1).await["success"], true);
-    let mut publisher = Client::connect(&hub.url(&hub.token("pub")), Some(JSON))
-        .await
-        .expect("connect");
+    let mut publisher = hub
+        .connect("chat", Some("pub"), ALL_ROLES, Some(JSON))
+        .await;
     publisher.next_json().await;
     let rss_before = hub.rss_kib();
 
@@ -413,13 +341,13 @@ async fn hostile_input_harms_no_one() {
         rss_after < rss_before + 64 * 1024,
         "RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
-    let scrape = crate::common::http_get(hub.port, "/metrics").await;
+    let scrape = hub.metrics().await;
     assert!(
-        crate::common::metric(&scrape, "nerve_auth_failures_total") >= 8.0,
+        metric(&scrape, "nerve_auth_failures_total") >= 8.0,
         "{scrape}"
     );
     assert!(
-        crate::common::metric(&scrape, "nerve_protocol_errors_total") >= 6.0,
+        metric(&scrape, "nerve_protocol_errors_total") >= 6.0,
         "{scrape}"
     );
 }

@@ -2,13 +2,11 @@
 //! https/wss and clients connect over it), the browser origin allow-list, CORS for REST, and
 //! no secret in the logs even at debug level.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::Method;
 use futures_util::StreamExt;
-use nerve_hub::auth::AccessKeys;
+use nerve_hub::auth::{Audience, Claims, now_secs};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,109 +14,38 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::harness::{Hub, JSON, TempFile, WAIT};
+
 const KEY: &str = "security-test-key-9f8e7d6c5b4a";
-const JSON: &str = "json.webpubsub.azure.v1";
-
-/// A hub process whose stdout lines (banner) and stderr (logs) are kept.
-struct Hub {
-    child: Child,
-    banner: Vec<String>,
-    logs: Arc<Mutex<String>>,
-}
-
-impl Hub {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nerve"))
-            .args(["--listen", "127.0.0.1:0", "--access-key", KEY])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nerve");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().expect("logs");
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut banner = Vec::new();
-        loop {
-            let line = lines.next().expect("banner").expect("read stdout");
-            let done = line.contains("/client/hubs/");
-            banner.push(line);
-            if done {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Hub {
-            child,
-            banner,
-            logs,
-        }
-    }
-
-    fn endpoint(&self) -> &str {
-        self.banner
-            .iter()
-            .find_map(|l| l.strip_prefix("Endpoint="))
-            .and_then(|l| l.split(';').next())
-            .expect("endpoint")
-    }
-
-    fn port(&self) -> u16 {
-        self.endpoint()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port")
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn token(aud: &str, user: &str) -> String {
-    AccessKeys::new(vec![KEY.into()]).client_token(aud, Some(user), &[], &[], 600)
-}
 
 #[tokio::test]
 async fn tls_serves_https_and_wss_with_a_self_signed_certificate() {
-    let dir = std::env::temp_dir().join(format!(
-        "nerve-tls-{}",
-        nerve_hub::transport::new_connection_id()
-    ));
-    std::fs::create_dir_all(&dir).expect("dir");
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).expect("write key");
-    let hub = Hub::start(&[
-        "--tls-cert",
-        cert_path.to_str().expect("path"),
-        "--tls-key",
-        key_path.to_str().expect("path"),
-    ]);
+    let cert_file = TempFile::write("pem", &cert.cert.pem());
+    let key_file = TempFile::write("pem", &cert.key_pair.serialize_pem());
+    let hub = Hub::start_with(
+        &[KEY],
+        "",
+        &[
+            "--tls-cert",
+            cert_file.path().to_str().expect("path"),
+            "--tls-key",
+            key_file.path().to_str().expect("path"),
+        ],
+    );
     assert!(
         hub.endpoint().starts_with("https://127.0.0.1:"),
         "{:?}",
-        hub.banner
+        hub.banner()
     );
     assert!(
-        hub.banner.iter().any(|l| l.starts_with("wss://127.0.0.1:")),
+        hub.banner()
+            .iter()
+            .any(|l| l.starts_with("wss://127.0.0.1:")),
         "{:?}",
-        hub.banner
+        hub.banner()
     );
-    let port = hub.port();
+    let port = hub.port;
 
     let mut roots = RootCertStore::empty();
     roots
@@ -149,10 +76,11 @@ async fn tls_serves_https_and_wss_with_a_self_signed_certificate() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 
     // WSS with a token whose audience is the https endpoint.
-    let aud = format!("https://127.0.0.1:{port}/client/hubs/chat");
-    let url = format!(
-        "wss://127.0.0.1:{port}/client/hubs/chat?access_token={}",
-        token(&aud, "tls-user")
+    let token = hub.token("chat", Some("tls-user"), &[], &[]);
+    let url = hub.url("chat", &token);
+    assert!(
+        url.starts_with(&format!("wss://127.0.0.1:{port}/")),
+        "{url}"
     );
     let mut req = url.into_client_request().expect("request");
     req.headers_mut()
@@ -160,7 +88,7 @@ async fn tls_serves_https_and_wss_with_a_self_signed_certificate() {
     let (mut ws, _) = tokio_tungstenite::client_async(req, tls(connector.clone()).await)
         .await
         .expect("wss handshake");
-    let first = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+    let first = tokio::time::timeout(WAIT, ws.next())
         .await
         .expect("connected frame in time")
         .expect("frame")
@@ -179,18 +107,13 @@ async fn tls_serves_https_and_wss_with_a_self_signed_certificate() {
         .await
         .expect("write");
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        plain.read_to_end(&mut buf),
-    )
-    .await;
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut buf)).await;
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn browser_origins_are_checked_and_rest_answers_cors() {
-    let nerve = crate::rest_support::Nerve::start(
+    let nerve = Hub::start_with(
         &[KEY],
         "[security]\nallowed_origins = [\"https://app.example\"]\ncors_origins = [\"https://app.example\"]\n",
         &[],
@@ -260,14 +183,16 @@ async fn browser_origins_are_checked_and_rest_answers_cors() {
 
 #[tokio::test]
 async fn no_secret_reaches_the_logs_at_debug_level() {
-    let hub = Hub::start(&["--log-level", "debug"]);
-    let port = hub.port();
-    let aud = format!("http://127.0.0.1:{port}/client/hubs/chat");
-    let good = token(&aud, "log-user");
+    let hub = Hub::start_with(&[KEY], "", &["--log-level", "debug"]);
+    let port = hub.port;
+    let aud = hub.client_audience("chat");
+    let good = hub.token("chat", Some("log-user"), &[], &[]);
     let mut secrets = vec![KEY.to_string(), good.clone()];
     // A good WebSocket session.
-    let url = format!("ws://127.0.0.1:{port}/client/hubs/chat?access_token={good}");
-    let mut req = url.into_client_request().expect("request");
+    let mut req = hub
+        .url("chat", &good)
+        .into_client_request()
+        .expect("request");
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", JSON.parse().expect("header"));
     let (mut ws, _) = tokio_tungstenite::connect_async(req)
@@ -276,17 +201,18 @@ async fn no_secret_reaches_the_logs_at_debug_level() {
     ws.next().await;
     drop(ws);
     // A refused token (expired) and a REST call with a Bearer token.
-    let expired = AccessKeys::new(vec![KEY.into()]).sign(&nerve_hub::auth::Claims {
-        aud: Some(nerve_hub::auth::Audience::One(aud.clone())),
-        exp: nerve_hub::auth::now_secs() - 100,
+    let rest = hub.rest(0);
+    let expired = rest.token_with(Claims {
+        aud: Some(Audience::One(aud.clone())),
+        exp: now_secs() - 100,
         ..Default::default()
     });
     let bad_url = format!("ws://127.0.0.1:{port}/client/hubs/chat?access_token={expired}");
     assert!(tokio_tungstenite::connect_async(bad_url).await.is_err());
     let api = format!("http://127.0.0.1:{port}/api/hubs/chat/:send");
-    let rest_token = AccessKeys::new(vec![KEY.into()]).sign(&nerve_hub::auth::Claims {
-        aud: Some(nerve_hub::auth::Audience::One(api.clone())),
-        exp: nerve_hub::auth::now_secs() + 600,
+    let rest_token = rest.token_with(Claims {
+        aud: Some(Audience::One(api.clone())),
+        exp: now_secs() + 600,
         ..Default::default()
     });
     let resp = reqwest::Client::new()
@@ -300,12 +226,9 @@ async fn no_secret_reaches_the_logs_at_debug_level() {
     assert_eq!(resp.status().as_u16(), 202);
     secrets.extend([expired, rest_token]);
     // Wait until the session's close reached the logs, then look for secrets.
-    let logs = nerve_testkit::eventually(std::time::Duration::from_secs(10), "debug logs", || {
-        let logs = hub.logs.clone();
-        async move {
-            let l = logs.lock().expect("logs").clone();
-            l.contains("connection closed").then_some(l)
-        }
+    let logs = nerve_testkit::eventually(WAIT, "debug logs", || {
+        let logs = hub.logs();
+        async move { logs.contains("connection closed").then_some(logs) }
     })
     .await;
     for s in &secrets {

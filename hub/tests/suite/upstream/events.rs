@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use crate::common::{Client, JSON};
-use crate::rest_support::{Nerve, Seen, Upstream, handler_toml};
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use base64::Engine;
@@ -14,6 +12,8 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::{Client, Hub, JSON, Seen, Upstream, handler_toml, refused};
 
 const PRIMARY: &str = "upstream-primary-key";
 const SECONDARY: &str = "upstream-secondary-key";
@@ -99,11 +99,10 @@ async fn connect_rejects_or_overrides_and_user_events_round_trip() {
         &["connect", "connected", "disconnected"],
         "",
     );
-    let n = Nerve::start(&[PRIMARY, SECONDARY], &toml, &[]);
+    let n = Hub::start_with(&[PRIMARY, SECONDARY], &toml, &[]);
 
     // Rejection: the upstream's status fails the upgrade.
-    let (status, _) =
-        crate::common::refused(&n.client_url("chat", Some("blocked"), &[]), Some(JSON)).await;
+    let (status, _) = refused(&n.client_url("chat", Some("blocked"), &[]), Some(JSON)).await;
     assert_eq!(status, 401);
     // The validation handshake came first, with the same headers express needs.
     let options = up
@@ -269,7 +268,7 @@ async fn simple_clients_send_message_events_and_get_raw_replies() {
     }))
     .await;
     let toml = handler_toml("chat", up.port, "message", &["connect"], "");
-    let n = Nerve::start(&[PRIMARY, SECONDARY], &toml, &[]);
+    let n = Hub::start_with(&[PRIMARY, SECONDARY], &toml, &[]);
 
     // An unknown subprotocol is offered to connect, which chooses it; the handshake echoes it.
     let mut c = Client::connect(&n.client_url("chat", Some("sam"), &[]), Some("custom.v1"))

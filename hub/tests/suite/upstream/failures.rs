@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, JSON};
-use crate::rest_support::{Nerve, Seen, Upstream, handler_toml};
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::json;
+
+use crate::harness::{
+    Client, Hub, JSON, Seen, Upstream, WAIT, handler_toml, http_get, metric, refused,
+};
 
 const KEY: &str = "upstream-failure-key";
 const ROLES: &[&str] = &["webpubsub.joinLeaveGroup"];
@@ -35,7 +37,7 @@ async fn hanging_and_failing_upstreams_time_out_or_drop_without_stalling_the_ses
         &["connect"],
         "[upstream]\ntimeout_ms = 700\n",
     );
-    let n = Nerve::start(&[KEY], &toml, &[]);
+    let n = Hub::start_with(&[KEY], &toml, &[]);
     let rest = n.rest(0);
 
     // A hanging event: while it is in flight the session still answers pings and delivers.
@@ -117,12 +119,11 @@ async fn hanging_and_failing_upstreams_time_out_or_drop_without_stalling_the_ses
     assert_eq!(c.ack(2).await["error"]["name"], "NotFound");
 
     // A hanging connect handler fails the upgrade after the timeout.
-    let (status, body) =
-        crate::common::refused(&n.client_url("chat", Some("hang"), &[]), Some(JSON)).await;
+    let (status, body) = refused(&n.client_url("chat", Some("hang"), &[]), Some(JSON)).await;
     assert_eq!(status, 500, "{body}");
 
     // Every call is counted by outcome.
-    let scrape = crate::common::http_get(n.port, "/metrics").await;
+    let scrape = http_get(n.port, "/metrics").await;
     for (result, name) in [
         ("timeout", "nerve_upstream_failures_total"),
         ("status", "nerve_upstream_failures_total"),
@@ -134,7 +135,7 @@ async fn hanging_and_failing_upstreams_time_out_or_drop_without_stalling_the_ses
         );
     }
     assert!(
-        crate::common::metric(&scrape, "nerve_upstream_calls_total") >= 3.0,
+        metric(&scrape, "nerve_upstream_calls_total") >= 3.0,
         "{scrape}"
     );
 }
@@ -160,7 +161,7 @@ async fn notifications_retry_and_group_events_arrive() {
         &["connected", "disconnected", "joined", "left"],
         "[upstream]\nretry_backoff_ms = 50\n",
     );
-    let n = Nerve::start(&[KEY], &toml, &[]);
+    let n = Hub::start_with(&[KEY], &toml, &[]);
     let mut c = Client::connect(&n.client_url("chat", Some("g"), ROLES), Some(JSON))
         .await
         .expect("connect");
@@ -169,7 +170,7 @@ async fn notifications_retry_and_group_events_arrive() {
         .expect("id")
         .to_string();
     let mine = |s: &Seen| s.header("ce-connectionid") == Some(id.as_str());
-    nerve_testkit::eventually(crate::rest_support::WAIT, "connected to be retried", || {
+    nerve_testkit::eventually(WAIT, "connected to be retried", || {
         let n = up.count("azure.webpubsub.sys.connected");
         async move { (n >= 2).then_some(()) }
     })
@@ -235,13 +236,12 @@ async fn a_refused_validation_handshake_blocks_events_and_flags_configure_handle
         "hub=chat;url=http://127.0.0.1:{}/hooks/{{event}};events=*;system=connect",
         up.port
     );
-    let n = Nerve::start(
+    let n = Hub::start_with(
         &[KEY],
         "",
         &["--upstream", &flag, "--upstream-timeout-ms", "2000"],
     );
-    let (status, body) =
-        crate::common::refused(&n.client_url("chat", Some("u"), &[]), Some(JSON)).await;
+    let (status, body) = refused(&n.client_url("chat", Some("u"), &[]), Some(JSON)).await;
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("validation"), "{body}");
     let seen = up.seen();
@@ -267,7 +267,7 @@ async fn a_full_event_lane_fails_new_events_at_once() {
         &[],
         "[upstream]\ntimeout_ms = 3000\nmax_pending_per_connection = 1\n",
     );
-    let n = Nerve::start(&[KEY], &toml, &[]);
+    let n = Hub::start_with(&[KEY], &toml, &[]);
     let mut c = Client::connect(&n.client_url("chat", Some("u"), &[]), Some(JSON))
         .await
         .expect("connect");

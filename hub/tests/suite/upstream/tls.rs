@@ -4,17 +4,23 @@
 
 use std::sync::Arc;
 
-use crate::common::JSON;
-use crate::rest_support::{Nerve, Seen, Upstream};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
+use crate::harness::{Hub, JSON, Seen, TempFile, Upstream, config_check, handler_toml_at};
+
 const KEY: &str = "upstream-tls-key";
 
+/// A handler for every user event of `chat` on the HTTPS upstream at `port`, named `localhost`
+/// as its certificate is.
 fn handler_toml(port: u16, extra: &str) -> String {
-    format!(
-        "{extra}\n[[hubs.chat.event_handlers]]\nurl_template = \"https://localhost:{port}/api/{{hub}}/{{event}}\"\nuser_event_pattern = \"*\"\n"
+    handler_toml_at(
+        "chat",
+        &format!("https://localhost:{port}"),
+        "*",
+        &[],
+        extra,
     )
 }
 
@@ -30,17 +36,14 @@ async fn https_upstreams_are_verified_against_the_configured_roots() {
         }),
     )
     .await;
-    let ca = crate::common::tempfile_path::TempFile(
-        std::env::temp_dir().join(format!("nerve-upstream-ca-{}.pem", up.port)),
-    );
-    std::fs::write(&ca.0, cert.cert.pem()).expect("write ca");
+    let ca = TempFile::write("pem", &cert.cert.pem());
 
     // Trusting the CA: the event goes up over TLS and the reply comes back.
-    let trusting = Nerve::start(
+    let trusting = Hub::start_with(
         &[KEY],
         &handler_toml(
             up.port,
-            &format!("[upstream]\nca_file = \"{}\"\n", ca.0.display()),
+            &format!("[upstream]\nca_file = \"{}\"\n", ca.path().display()),
         ),
         &[],
     );
@@ -55,7 +58,7 @@ async fn https_upstreams_are_verified_against_the_configured_roots() {
 
     // Without the CA, the certificate is refused: an error ack, and no request reached it.
     let before = up.count("azure.webpubsub.user.echo");
-    let strict = Nerve::start(&[KEY], &handler_toml(up.port, ""), &[]);
+    let strict = Hub::start_with(&[KEY], &handler_toml(up.port, ""), &[]);
     let (mut c, _) = strict.client("chat", Some("bob"), Some(JSON)).await;
     c.send(json!({"type": "event", "event": "echo", "dataType": "text", "data": "x", "ackId": 1}))
         .await;
@@ -66,26 +69,15 @@ async fn https_upstreams_are_verified_against_the_configured_roots() {
 
 #[test]
 fn a_missing_or_empty_ca_file_fails_the_config_check() {
-    let dir = std::env::temp_dir();
-    let empty = crate::common::tempfile_path::TempFile(dir.join("nerve-upstream-empty-ca.pem"));
-    std::fs::write(&empty.0, "not a certificate\n").expect("write");
+    let empty = TempFile::write("pem", "not a certificate\n");
     for (path, expected) in [
-        (dir.join("nerve-no-such-ca.pem"), "nerve-no-such-ca.pem"),
-        (empty.0.clone(), "holds no certificate"),
+        (
+            std::env::temp_dir().join("nerve-no-such-ca.pem"),
+            "nerve-no-such-ca.pem",
+        ),
+        (empty.path().to_path_buf(), "holds no certificate"),
     ] {
-        let config = crate::common::tempfile_path::TempFile(
-            dir.join(format!("nerve-upstream-ca-check-{}.toml", expected.len())),
-        );
-        std::fs::write(
-            &config.0,
-            format!("[upstream]\nca_file = \"{}\"\n", path.display()),
-        )
-        .expect("write");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nerve"))
-            .args(["config", "check"])
-            .arg(&config.0)
-            .output()
-            .expect("run nerve config check");
+        let out = config_check(&format!("[upstream]\nca_file = \"{}\"\n", path.display()));
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

@@ -1,10 +1,11 @@
 //! Bad input from one client gets a clear error (an error ack, an HTTP status with a JSON body,
 //! or a close code with a reason) and harms nobody else.
 
-use crate::common::*;
 use nerve_hub::auth::{AccessKeys, Audience, Claims, now_secs};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::{ALL_ROLES, Client, Hub, JSON, RELIABLE, metric, refused};
 
 /// A bystander pair: `sub` listens on group "g", `publish` proves the hub still serves it.
 struct Bystander {
@@ -14,7 +15,7 @@ struct Bystander {
 }
 
 impl Bystander {
-    async fn new(hub: &HubProcess) -> Self {
+    async fn new(hub: &Hub) -> Self {
         let mut sub = hub.connect("chat", None, ALL_ROLES, Some(RELIABLE)).await;
         let mut publisher = hub.connect("chat", None, ALL_ROLES, Some(JSON)).await;
         sub.next_json().await;
@@ -43,7 +44,7 @@ impl Bystander {
 
 #[tokio::test]
 async fn bad_frames_get_clear_errors_and_others_keep_working() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let mut by = Bystander::new(&hub).await;
 
     // Frames that are JSON but invalid, with an ackId: error ack, connection stays.
@@ -121,7 +122,7 @@ fn forge(claims: &Claims, key: &str, alg: jsonwebtoken::Algorithm) -> String {
 
 #[tokio::test]
 async fn bad_handshakes_are_refused_with_401_or_400_and_a_reason() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let mut by = Bystander::new(&hub).await;
     let aud = format!("http://127.0.0.1:{}/client/hubs/chat", hub.port);
     let good = Claims {
@@ -129,7 +130,7 @@ async fn bad_handshakes_are_refused_with_401_or_400_and_a_reason() {
         exp: now_secs() + 600,
         ..Default::default()
     };
-    let keys = AccessKeys::new(vec![hub.key.clone()]);
+    let keys = AccessKeys::new(vec![hub.key().to_string()]);
     let none_token = {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -164,7 +165,7 @@ async fn bad_handshakes_are_refused_with_401_or_400_and_a_reason() {
         ("alg none", Some(none_token), ""),
         (
             "hs512",
-            Some(forge(&good, &hub.key, jsonwebtoken::Algorithm::HS512)),
+            Some(forge(&good, hub.key(), jsonwebtoken::Algorithm::HS512)),
             "HS256",
         ),
         ("expired", Some(keys.sign(&expired)), "expired"),

@@ -1,12 +1,13 @@
 //! End-to-end tests of the JSON subprotocols against the real `nerve` binary: every frame type,
 //! roles, acks, and what a client sees.
 
-use crate::common::*;
 use serde_json::json;
+
+use crate::harness::{ALL_ROLES, Client, Hub, JSON, RELIABLE};
 
 #[tokio::test]
 async fn connected_frame_and_subprotocol_echo() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let mut c = hub
         .connect("chat", Some("alice"), &[], Some(RELIABLE))
         .await;
@@ -31,7 +32,7 @@ async fn connected_frame_and_subprotocol_echo() {
 
 #[tokio::test]
 async fn join_send_receive_with_every_data_type_and_no_echo() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let mut a = hub.connect("chat", Some("a"), ALL_ROLES, Some(JSON)).await;
     let mut b = hub
         .connect("chat", Some("b"), ALL_ROLES, Some(RELIABLE))
@@ -101,7 +102,7 @@ async fn join_send_receive_with_every_data_type_and_no_echo() {
 
 #[tokio::test]
 async fn roles_are_checked_including_group_scoped_roles() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let mut none = hub.connect("chat", None, &[], Some(JSON)).await;
     none.next_json().await;
     none.send(json!({"type":"joinGroup","group":"g","ackId":1}))
@@ -136,7 +137,7 @@ async fn roles_are_checked_including_group_scoped_roles() {
 
 #[tokio::test]
 async fn token_groups_are_joined_on_connect() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let t = hub.token("chat", Some("u"), &[], &["news"]);
     let mut c = Client::connect(&hub.url("chat", &t), Some(JSON))
         .await
@@ -152,7 +153,7 @@ async fn token_groups_are_joined_on_connect() {
 
 #[tokio::test]
 async fn duplicate_ack_ids_are_not_run_twice() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let mut a = hub.connect("chat", None, ALL_ROLES, Some(JSON)).await;
     let mut b = hub.connect("chat", None, ALL_ROLES, Some(JSON)).await;
     a.next_json().await;
@@ -180,7 +181,7 @@ async fn duplicate_ack_ids_are_not_run_twice() {
 
 #[tokio::test]
 async fn ping_event_invoke_and_unsupported_frames_are_answered() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let mut c = hub.connect("chat", None, ALL_ROLES, Some(JSON)).await;
     c.next_json().await;
     c.send(json!({"type":"ping"})).await;
@@ -207,7 +208,7 @@ async fn ping_event_invoke_and_unsupported_frames_are_answered() {
 
 #[tokio::test]
 async fn query_form_endpoint_and_bearer_header() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let t = hub.token("chat", Some("q"), &[], &[]);
     let url = format!(
         "ws://127.0.0.1:{}/client?hub=chat&access_token={t}",

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use crate::common::*;
 use serde_json::{Value, json};
+
+use crate::harness::{ALL_ROLES, Client, Hub, JSON, RELIABLE, metric};
 
 async fn connected(c: &mut Client) -> (String, String) {
     let v = c.next_json().await;
@@ -21,7 +22,7 @@ async fn connected(c: &mut Client) -> (String, String) {
     )
 }
 
-fn resume_url(hub: &HubProcess, id: &str, token: &str, with_access_token: bool) -> String {
+fn resume_url(hub: &Hub, id: &str, token: &str, with_access_token: bool) -> String {
     let mut url = format!(
         "ws://127.0.0.1:{}/client/hubs/chat?awps_connection_id={id}&awps_reconnection_token={token}",
         hub.port
@@ -43,7 +44,7 @@ async fn publish(p: &mut Client, ack: u64, data: Value) {
 
 #[tokio::test]
 async fn resume_after_drop_resends_unacked_in_order_and_keeps_groups() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let mut r = hub
         .connect("chat", Some("r"), ALL_ROLES, Some(RELIABLE))
         .await;
@@ -112,7 +113,7 @@ async fn resume_after_drop_resends_unacked_in_order_and_keeps_groups() {
 
 #[tokio::test]
 async fn unknown_or_forged_sessions_get_disconnected_then_1008() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let mut r = hub.connect("chat", None, ALL_ROLES, Some(RELIABLE)).await;
     let (id, _token) = connected(&mut r).await;
     for url in [
@@ -134,7 +135,7 @@ async fn unknown_or_forged_sessions_get_disconnected_then_1008() {
 
 #[tokio::test]
 async fn session_expires_after_the_reconnect_window() {
-    let hub = HubProcess::start_with_config("[limits]\nreconnect_window_secs = 1\n");
+    let hub = Hub::start_with_config("[limits]\nreconnect_window_secs = 1\n");
     let mut r = hub.connect("chat", None, ALL_ROLES, Some(RELIABLE)).await;
     let (id, token) = connected(&mut r).await;
     r.drop_socket();
@@ -152,7 +153,7 @@ async fn session_expires_after_the_reconnect_window() {
 
 #[tokio::test]
 async fn slow_consumer_is_cut_off_without_stalling_others() {
-    let hub = HubProcess::start_with_config("[limits]\noutbox_messages = 16\n");
+    let hub = Hub::start_with_config("[limits]\noutbox_messages = 16\n");
     let mut slow = hub.connect("chat", None, ALL_ROLES, Some(JSON)).await;
     let mut fast = hub.connect("chat", None, ALL_ROLES, Some(JSON)).await;
     let mut p = hub.connect("chat", None, ALL_ROLES, Some(JSON)).await;
@@ -214,7 +215,7 @@ async fn slow_consumer_is_cut_off_without_stalling_others() {
 
 #[tokio::test]
 async fn graceful_shutdown_sends_disconnected_and_close() {
-    let mut hub = HubProcess::start();
+    let mut hub = Hub::start();
     let mut c = hub.connect("chat", None, ALL_ROLES, Some(RELIABLE)).await;
     connected(&mut c).await;
     let (closed, clean) = tokio::join!(c.closed(), async { hub.terminate() });

@@ -1,13 +1,14 @@
 //! Simple WebSocket clients (no subprotocol): raw frames in sendToGroup mode, and the default
 //! sendEvent mode without an event handler.
 
-use crate::common::*;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::harness::{ALL_ROLES, Client, Hub, JSON};
+
 #[tokio::test]
 async fn send_to_group_mode_publishes_raw_frames_and_receives_raw_frames() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     // A simple client that is in group "g" (token claim) and publishes to "g".
     let t = hub.token("chat", Some("s"), &["webpubsub.sendToGroup.g"], &["g"]);
     let url = format!("{}&webpubsub_mode=sendToGroup&group=g", hub.url("chat", &t));
@@ -66,7 +67,7 @@ async fn send_to_group_mode_publishes_raw_frames_and_receives_raw_frames() {
 
 #[tokio::test]
 async fn simple_client_without_permission_or_handler_is_closed_with_a_reason() {
-    let hub = HubProcess::start();
+    let hub = Hub::start();
     let t = hub.token("chat", None, &[], &[]);
     let url = format!("{}&webpubsub_mode=sendToGroup&group=g", hub.url("chat", &t));
     let mut c = Client::connect(&url, None).await.unwrap();

@@ -1,13 +1,13 @@
-//! Helpers for the bridge and A2A tests: a bus client over `/bus/ws` that keeps server pushes
-//! while it waits for invoke responses, and JSON POSTs to the operations API.
-
-#![allow(dead_code)]
+//! The agent bus as its users reach it: a client of `/bus/ws` that keeps server pushes while
+//! it waits for invoke responses, JSON POSTs to the operations API, and agent cards.
 
 use std::collections::VecDeque;
 
 use serde_json::{Value, json};
 
-use crate::common::{Client, HubProcess, JSON, WAIT};
+use super::client::Client;
+use super::hub::Hub;
+use super::{JSON, WAIT};
 
 /// The hub configuration the bridge tests use: short bus leases and retries.
 pub const FAST_BUS: &str = "[bus]\nfast = true\n";
@@ -23,7 +23,7 @@ pub struct BusClient {
 
 impl BusClient {
     /// Connects with a token of `user` carrying `roles`.
-    pub async fn connect(hub: &HubProcess, user: &str, roles: &[&str]) -> BusClient {
+    pub async fn connect(hub: &Hub, user: &str, roles: &[&str]) -> BusClient {
         let token = hub.token("bus", Some(user), roles, &[]);
         let url = format!("ws://127.0.0.1:{}/bus/ws?access_token={token}", hub.port);
         // A hub whose bus is still connecting to Redis answers 503: retry until it is up.
@@ -110,7 +110,7 @@ impl BusClient {
 }
 
 /// POSTs `body` to `path` with a Bearer token; returns the status and the JSON answer.
-pub async fn post(hub: &HubProcess, path: &str, token: &str, body: Value) -> (u16, Value) {
+pub async fn post(hub: &Hub, path: &str, token: &str, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{}{path}", hub.port))
         .bearer_auth(token)
