@@ -11,49 +11,6 @@ use serde_json::json;
 
 use crate::harness::{ALL_ROLES, Client, Hub, JSON, WAIT, http_get, metric};
 
-/// The hub's resident memory in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .expect("VmRSS")
-}
-
-/// The pid of the process listening on `port` (found through its socket inode).
-fn pid_of_listener(port: u16) -> u32 {
-    let hex = format!(":{port:04X} ");
-    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let inode = tcp
-        .lines()
-        .find(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .is_some_and(|a| a.ends_with(hex.trim()))
-        })
-        .and_then(|l| l.split_whitespace().nth(9))
-        .expect("listener inode")
-        .to_string();
-    let target = format!("socket:[{inode}]");
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target) {
-                return pid;
-            }
-        }
-    }
-    panic!("no process owns the listener on port {port}");
-}
-
 /// Reads `n` messages; returns `n`.
 async fn drain(sub: &mut Client, n: u64) -> u64 {
     for _ in 0..n {
@@ -84,7 +41,6 @@ async fn churn_through_a_redis_restart_leaves_nothing_behind() {
 /// Churns for `secs`; with `redis`, restarts it once halfway (between waves, while the
 /// subscriber stays connected) and waits for the hub to be ready again.
 async fn soak(hub: Hub, secs: u64, mut redis: Option<RedisServer>) {
-    let pid = pid_of_listener(hub.port);
     let tasks_before = metric(&hub.metrics().await, "nerve_runtime_tasks");
     assert!(tasks_before > 0.0, "the hub reports its runtime tasks");
     let mut sub = hub
@@ -134,7 +90,7 @@ async fn soak(hub: Hub, secs: u64, mut redis: Option<RedisServer>) {
     wave(waves).await;
     received += drain(&mut sub, 50).await;
     waves += 1;
-    let baseline = rss_kib(pid);
+    let baseline = hub.rss_kib();
     let end = Instant::now() + Duration::from_secs(secs);
     let halfway = Instant::now() + Duration::from_secs(secs / 2);
     let port = hub.port;
@@ -162,9 +118,8 @@ async fn soak(hub: Hub, secs: u64, mut redis: Option<RedisServer>) {
         "the run ended before the Redis restart"
     );
     // Every churned connection is gone: only the subscriber remains, then none.
-    nerve_testkit::eventually(WAIT, "churned connections to close", || async move {
-        let s = http_get(port, "/metrics").await;
-        (metric(&s, "nerve_connections") == 1.0).then_some(())
+    hub.wait_for_metric("nerve_connections", "churned connections to close", |n| {
+        n == 1.0
     })
     .await;
     let scrape = hub.metrics().await;
@@ -176,25 +131,21 @@ async fn soak(hub: Hub, secs: u64, mut redis: Option<RedisServer>) {
     sub.send_raw(tokio_tungstenite::tungstenite::Message::Close(None))
         .await;
     sub.closed().await;
-    nerve_testkit::eventually(WAIT, "the last connection to close", || async move {
-        let s = http_get(port, "/metrics").await;
-        (metric(&s, "nerve_connections") == 0.0).then_some(())
+    hub.wait_for_metric("nerve_connections", "the last connection to close", |n| {
+        n == 0.0
     })
     .await;
     // Every task a connection, session or join started has ended: the runtime holds what it
     // held before the first connection (the scrape's own connection and lazily started
     // background loops, such as the Redis reconnection, allow a few more).
-    nerve_testkit::eventually(
-        WAIT,
+    hub.wait_for_metric(
+        "nerve_runtime_tasks",
         "runtime tasks to return to their level before the churn",
-        || async move {
-            let s = http_get(port, "/metrics").await;
-            (metric(&s, "nerve_runtime_tasks") <= tasks_before + 4.0).then_some(())
-        },
+        |n| n <= tasks_before + 4.0,
     )
     .await;
     let tasks_after = metric(&hub.metrics().await, "nerve_runtime_tasks");
-    let after = rss_kib(pid);
+    let after = hub.rss_kib();
     println!(
         "{waves} waves of 50 connections; runtime tasks {tasks_before} before, {tasks_after} \
          after; RSS baseline {baseline} KiB, after {after} KiB"

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use nerve_hub::auth::AccessKeys;
 
+use super::WAIT;
 use super::client::Client;
-use super::metrics::http_get;
+use super::metrics::{http_get, metric};
 use super::rest::Rest;
 
 /// A running `nerve` process, killed on drop.
@@ -224,6 +225,15 @@ impl Hub {
     /// Scrapes `/metrics`.
     pub async fn metrics(&self) -> String {
         http_get(self.port, "/metrics").await
+    }
+
+    /// Waits until metric `name` (summed over its label sets) satisfies `ok`.
+    pub async fn wait_for_metric(&self, name: &str, what: &str, ok: impl Fn(f64) -> bool) {
+        let ok = &ok;
+        nerve_testkit::eventually(WAIT, what, || async move {
+            ok(metric(&self.metrics().await, name)).then_some(())
+        })
+        .await
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{ALL_ROLES, Client, Hub, JSON, WAIT, http_get, refused, violations};
+use crate::harness::{ALL_ROLES, Client, Hub, JSON, WAIT, refused, violations};
 
 #[tokio::test]
 async fn message_rate_closes_with_1008_and_counts() {
@@ -133,13 +133,13 @@ async fn group_limit_answers_a_forbidden_ack() {
 #[tokio::test]
 async fn rest_rate_is_per_access_key_and_answers_429_with_retry_after() {
     // Two active keys (a rotation): each key has its own budget, whoever calls with it.
-    let nerve = Hub::start_with(
+    let hub = Hub::start_with(
         &["rest-rate-key-one", "rest-rate-key-two"],
         "[limits]\nrest_requests_per_sec = 1\nrest_burst = 3\n",
         &[],
     );
-    let first = nerve.rest(0);
-    let second = nerve.rest(1);
+    let first = hub.rest(0);
+    let second = hub.rest(1);
     let mut statuses = Vec::new();
     for _ in 0..6 {
         let a = first
@@ -169,7 +169,7 @@ async fn rest_rate_is_per_access_key_and_answers_429_with_retry_after() {
     }
     // Calls that fail authentication are limited per address: 401 until the budget is spent,
     // then 429, and neither key's budget pays for them.
-    let url = format!("http://127.0.0.1:{}/api/hubs/chat/users/nobody", nerve.port);
+    let url = format!("http://127.0.0.1:{}/api/hubs/chat/users/nobody", hub.port);
     let mut refused = Vec::new();
     for _ in 0..6 {
         let a = second
@@ -182,7 +182,7 @@ async fn rest_rate_is_per_access_key_and_answers_429_with_retry_after() {
     }
     assert_eq!(refused[0], 401, "{refused:?}");
     assert_eq!(refused.last(), Some(&429), "{refused:?}");
-    let scrape = http_get(nerve.port, "/metrics").await;
+    let scrape = hub.metrics().await;
     assert!(violations(&scrape, "rest_rate") >= 3.0, "{scrape}");
     assert!(
         scrape.contains("nerve_rest_request_duration_seconds_count{route=\"userExists\"}"),

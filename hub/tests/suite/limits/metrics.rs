@@ -5,20 +5,20 @@
 use axum::http::Method;
 use serde_json::json;
 
-use crate::harness::{ALL_ROLES, Client, Hub, JSON, WAIT, http_get, labelled, metric, refused};
+use crate::harness::{ALL_ROLES, Client, Hub, JSON, labelled, metric, refused};
 
 #[tokio::test]
 async fn a_scrape_during_a_run_shows_the_counters_that_moved() {
-    let nerve = Hub::start_with(
+    let hub = Hub::start_with(
         &["metrics-key"],
         "[limits]\nmax_groups_per_connection = 1\n",
         &[],
     );
-    let port = nerve.port;
-    let before = http_get(port, "/metrics").await;
+    let port = hub.port;
+    let before = hub.metrics().await;
     assert_eq!(metric(&before, "nerve_connections"), 0.0, "{before}");
 
-    let url = nerve.client_url("chat", Some("alice"), ALL_ROLES);
+    let url = hub.client_url("chat", Some("alice"), ALL_ROLES);
     let mut a = Client::connect(&url, Some(JSON)).await.expect("connect");
     a.next_json().await;
     a.send(json!({"type": "joinGroup", "group": "g", "ackId": 1}))
@@ -34,7 +34,7 @@ async fn a_scrape_during_a_run_shows_the_counters_that_moved() {
     a.ack(3).await;
     a.until(|v| v["type"] == "message" && v["data"] == "hi")
         .await;
-    let rest = nerve.rest(0);
+    let rest = hub.rest(0);
     let sent = rest
         .call(
             Method::POST,
@@ -54,7 +54,7 @@ async fn a_scrape_during_a_run_shows_the_counters_that_moved() {
     .await;
     a.closed().await;
 
-    let s = http_get(port, "/metrics").await;
+    let s = hub.metrics().await;
     let moved = [
         ("nerve_connections_opened_total", 1.0),
         ("nerve_group_joins_total", 1.0),
@@ -84,10 +84,8 @@ async fn a_scrape_during_a_run_shows_the_counters_that_moved() {
     ] {
         assert!(s.contains(&format!("# TYPE {family}")), "{family}\n{s}");
     }
-    let gone = nerve_testkit::eventually(WAIT, "the connection gauge to drop", || async move {
-        let s = http_get(port, "/metrics").await;
-        (metric(&s, "nerve_connections") == 0.0).then_some(())
+    hub.wait_for_metric("nerve_connections", "the connection gauge to drop", |n| {
+        n == 0.0
     })
     .await;
-    let () = gone;
 }

@@ -113,13 +113,13 @@ async fn tls_serves_https_and_wss_with_a_self_signed_certificate() {
 
 #[tokio::test]
 async fn browser_origins_are_checked_and_rest_answers_cors() {
-    let nerve = Hub::start_with(
+    let hub = Hub::start_with(
         &[KEY],
         "[security]\nallowed_origins = [\"https://app.example\"]\ncors_origins = [\"https://app.example\"]\n",
         &[],
     );
-    let port = nerve.port;
-    let url = nerve.client_url("chat", Some("u"), &[]);
+    let port = hub.port;
+    let url = hub.client_url("chat", Some("u"), &[]);
     let upgrade = |origin: Option<&'static str>| {
         let url = url.clone();
         async move {
@@ -170,7 +170,7 @@ async fn browser_origins_are_checked_and_rest_answers_cors() {
         .await
         .expect("preflight");
     assert!(evil.headers().get("access-control-allow-origin").is_none());
-    let sent = nerve
+    let sent = hub
         .rest(0)
         .call(
             Method::POST,
