@@ -5,10 +5,15 @@
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::harness::{BusClient, FAST_BUS, Hub, WAIT, card, http_get, post};
+use crate::harness::{BusClient, FAST_BUS, Hub, WAIT, http_get, post};
 
 fn rpc(method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+}
+
+/// Calls JSON-RPC `method` on `/a2a`; returns the status and the answer.
+async fn a2a(hub: &Hub, token: &str, method: &str, params: Value) -> (u16, Value) {
+    post(hub, "/a2a", token, rpc(method, params)).await
 }
 
 fn user_message(text: &str) -> Value {
@@ -83,9 +88,7 @@ async fn echo_agent(mut agent: BusClient) {
 async fn a2a_methods_map_onto_bus_tasks() {
     let hub = Hub::start_with_config(FAST_BUS);
     let mut agent = BusClient::connect(&hub, "echo-1", &["bus.serve.echo"]).await;
-    agent
-        .ok("bus.register", json!({"card": card("echo-1", &["echo"])}))
-        .await;
+    agent.register("echo-1", &["echo"]).await;
     tokio::spawn(echo_agent(agent));
     let token = hub.token("bus", Some("a2a"), &["bus.submit.echo"], &[]);
 
@@ -99,11 +102,11 @@ async fn a2a_methods_map_onto_bus_tasks() {
     );
 
     // Blocking SendMessage: the only capability is chosen; the result is the finished task.
-    let (status, r) = post(
+    let (status, r) = a2a(
         &hub,
-        "/a2a",
         &token,
-        rpc("SendMessage", json!({"message": user_message("hi")})),
+        "SendMessage",
+        json!({"message": user_message("hi")}),
     )
     .await;
     assert_eq!(status, 200);
@@ -113,11 +116,11 @@ async fn a2a_methods_map_onto_bus_tasks() {
     let task_id = task["id"].as_str().expect("id").to_string();
 
     // Interrupted: SendMessage returns at input-required; a message with the taskId answers it.
-    let (_, r) = post(
+    let (_, r) = a2a(
         &hub,
-        "/a2a",
         &token,
-        rpc("SendMessage", json!({"message": user_message("ask me")})),
+        "SendMessage",
+        json!({"message": user_message("ask me")}),
     )
     .await;
     assert_eq!(
@@ -127,13 +130,7 @@ async fn a2a_methods_map_onto_bus_tasks() {
     let asked = r["result"]["task"]["id"].as_str().expect("id").to_string();
     let mut answer = user_message("yes");
     answer["taskId"] = json!(asked);
-    let (_, r) = post(
-        &hub,
-        "/a2a",
-        &token,
-        rpc("SendMessage", json!({"message": answer})),
-    )
-    .await;
+    let (_, r) = a2a(&hub, &token, "SendMessage", json!({"message": answer})).await;
     assert_eq!(
         r["result"]["task"]["status"]["state"], "TASK_STATE_COMPLETED",
         "{r}"
@@ -175,83 +172,47 @@ async fn a2a_methods_map_onto_bus_tasks() {
     );
 
     // GetTask, ListTasks, and the error codes.
-    let (_, r) = post(
+    let (_, r) = a2a(
         &hub,
-        "/a2a",
         &token,
-        rpc("GetTask", json!({"id": task_id, "historyLength": 1})),
+        "GetTask",
+        json!({"id": task_id, "historyLength": 1}),
     )
     .await;
     assert_eq!(r["result"]["id"], task_id.as_str());
     assert_eq!(r["result"]["history"].as_array().map(Vec::len), Some(1));
-    let (_, r) = post(
-        &hub,
-        "/a2a",
-        &token,
-        rpc("ListTasks", json!({"pageSize": 2})),
-    )
-    .await;
+    let (_, r) = a2a(&hub, &token, "ListTasks", json!({"pageSize": 2})).await;
     assert_eq!(r["result"]["tasks"].as_array().map(Vec::len), Some(2));
     assert_eq!(r["result"]["totalSize"], 3);
     assert_eq!(r["result"]["nextPageToken"], "2");
     let code = |r: &Value| r["error"]["code"].as_i64();
-    let (_, r) = post(&hub, "/a2a", &token, rpc("GetTask", json!({"id": "nope"}))).await;
+    let (_, r) = a2a(&hub, &token, "GetTask", json!({"id": "nope"})).await;
     assert_eq!(code(&r), Some(-32001));
-    let (_, r) = post(
-        &hub,
-        "/a2a",
-        &token,
-        rpc("CancelTask", json!({"id": task_id})),
-    )
-    .await;
+    let (_, r) = a2a(&hub, &token, "CancelTask", json!({"id": task_id})).await;
     assert_eq!(code(&r), Some(-32002));
-    let (_, r) = post(
-        &hub,
-        "/a2a",
-        &token,
-        rpc("SubscribeToTask", json!({"id": task_id})),
-    )
-    .await;
+    let (_, r) = a2a(&hub, &token, "SubscribeToTask", json!({"id": task_id})).await;
     assert_eq!(code(&r), Some(-32004));
     let mut late = user_message("late");
     late["taskId"] = json!(task_id);
-    let (_, r) = post(
-        &hub,
-        "/a2a",
-        &token,
-        rpc("SendMessage", json!({"message": late})),
-    )
-    .await;
+    let (_, r) = a2a(&hub, &token, "SendMessage", json!({"message": late})).await;
     assert_eq!(code(&r), Some(-32004));
-    let (_, r) = post(
-        &hub,
-        "/a2a",
-        &token,
-        rpc("CreateTaskPushNotificationConfig", json!({})),
-    )
-    .await;
+    let (_, r) = a2a(&hub, &token, "CreateTaskPushNotificationConfig", json!({})).await;
     assert_eq!(code(&r), Some(-32003));
-    let (_, r) = post(&hub, "/a2a", &token, rpc("GetExtendedAgentCard", json!({}))).await;
+    let (_, r) = a2a(&hub, &token, "GetExtendedAgentCard", json!({})).await;
     assert_eq!(code(&r), Some(-32007));
-    let (_, r) = post(&hub, "/a2a", &token, rpc("Nope", json!({}))).await;
+    let (_, r) = a2a(&hub, &token, "Nope", json!({})).await;
     assert_eq!(code(&r), Some(-32601));
     let (_, r) = post(&hub, "/a2a", &token, json!({"id": 1})).await;
     assert_eq!(code(&r), Some(-32600));
-    let (_, r) = post(
-        &hub,
-        "/a2a",
-        &token,
-        rpc("SendMessage", json!({"message": 5})),
-    )
-    .await;
+    let (_, r) = a2a(&hub, &token, "SendMessage", json!({"message": 5})).await;
     assert_eq!(code(&r), Some(-32602));
     // A capability the token may not submit to; no token at all.
     let other = hub.token("bus", Some("x"), &["bus.submit.other"], &[]);
-    let (_, r) = post(
+    let (_, r) = a2a(
         &hub,
-        "/a2a",
         &other,
-        rpc("SendMessage", json!({"message": user_message("x")})),
+        "SendMessage",
+        json!({"message": user_message("x")}),
     )
     .await;
     assert_eq!(code(&r), Some(-32600));
@@ -263,20 +224,15 @@ async fn a2a_methods_map_onto_bus_tasks() {
 async fn subscribe_to_task_streams_the_current_task_then_updates() {
     let hub = Hub::start_with_config(FAST_BUS);
     let mut agent = BusClient::connect(&hub, "slow-1", &["bus.serve.slow"]).await;
-    agent
-        .ok("bus.register", json!({"card": card("slow-1", &["slow"])}))
-        .await;
+    agent.register("slow-1", &["slow"]).await;
     let token = hub.token("bus", Some("a2a"), &["bus.submit.slow", "bus.watch"], &[]);
     let mut msg = user_message("work");
     msg["metadata"] = json!({"capability": "slow"});
-    let (_, r) = post(
+    let (_, r) = a2a(
         &hub,
-        "/a2a",
         &token,
-        rpc(
-            "SendMessage",
-            json!({"message": msg, "configuration": {"returnImmediately": true}}),
-        ),
+        "SendMessage",
+        json!({"message": msg, "configuration": {"returnImmediately": true}}),
     )
     .await;
     let id = r["result"]["task"]["id"].as_str().expect("id").to_string();
@@ -303,12 +259,7 @@ async fn subscribe_to_task_streams_the_current_task_then_updates() {
             json!({"taskId": id, "state": "TASK_STATE_WORKING", "text": "half"}),
         )
         .await;
-    agent
-        .ok(
-            "bus.task.complete",
-            json!({"taskId": id, "text": "all done"}),
-        )
-        .await;
+    agent.complete(&id, "all done").await;
     while let Some(chunk) = body.next().await {
         text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
     }

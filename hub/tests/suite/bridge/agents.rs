@@ -10,9 +10,7 @@ use crate::harness::{BusClient, FAST_BUS, Hub, JSON, WAIT, card, http_get, metri
 async fn an_agent_serves_a_task_end_to_end() {
     let hub = Hub::start_with_config(FAST_BUS);
     let mut agent = BusClient::connect(&hub, "echo-1", &["bus.serve.echo"]).await;
-    let reg = agent
-        .ok("bus.register", json!({"card": card("echo-1", &["echo"])}))
-        .await;
+    let reg = agent.register("echo-1", &["echo"]).await;
     assert_eq!(reg["capabilities"], json!(["echo"]));
 
     let mut client = BusClient::connect(&hub, "alice", &["bus.submit.echo"]).await;
@@ -38,12 +36,7 @@ async fn an_agent_serves_a_task_end_to_end() {
             json!({"taskId": task_id, "artifact": {"artifactId": "a1", "parts": [{"text": "HELLO"}]}}),
         )
         .await;
-    agent
-        .ok(
-            "bus.task.complete",
-            json!({"taskId": task_id, "text": "done"}),
-        )
-        .await;
+    agent.complete(&task_id, "done").await;
 
     let done = client
         .ok(
@@ -144,9 +137,7 @@ async fn bus_roles_are_checked_for_every_operation() {
 async fn a_dropped_agents_task_goes_to_another_agent() {
     let hub = Hub::start_with_config(FAST_BUS);
     let mut first = BusClient::connect(&hub, "w1", &["bus.serve.work"]).await;
-    first
-        .ok("bus.register", json!({"card": card("w1", &["work"])}))
-        .await;
+    first.register("w1", &["work"]).await;
     let mut client = BusClient::connect(&hub, "c", &["bus.submit.work"]).await;
     let sub = client
         .ok("bus.submit", json!({"capability": "work", "text": "job"}))
@@ -157,18 +148,11 @@ async fn a_dropped_agents_task_goes_to_another_agent() {
     first.ws.drop_socket();
 
     let mut second = BusClient::connect(&hub, "w2", &["bus.serve.work"]).await;
-    second
-        .ok("bus.register", json!({"card": card("w2", &["work"])}))
-        .await;
+    second.register("w2", &["work"]).await;
     let again = second.push("bus.task").await;
     assert_eq!(again["task"]["id"], task_id.as_str());
     assert!(again["deliveries"].as_u64() >= Some(2), "{again}");
-    second
-        .ok(
-            "bus.task.complete",
-            json!({"taskId": task_id, "text": "ok"}),
-        )
-        .await;
+    second.complete(&task_id, "ok").await;
     let done = client
         .ok(
             "bus.task.wait",
@@ -211,9 +195,7 @@ async fn frames_outside_the_protocol_are_refused_or_close_the_socket() {
 async fn bus_metrics_show_in_flight_redeliveries_and_dead_letters() {
     let hub = Hub::start_with_config(FAST_BUS);
     let mut agent = BusClient::connect(&hub, "flaky", &["bus.serve.flaky"]).await;
-    agent
-        .ok("bus.register", json!({"card": card("flaky", &["flaky"])}))
-        .await;
+    agent.register("flaky", &["flaky"]).await;
     let mut client = BusClient::connect(&hub, "c", &["bus.submit.flaky", "bus.submit.idle"]).await;
     let port = hub.port;
     let scrape =

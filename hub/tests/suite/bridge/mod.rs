@@ -5,3 +5,10 @@ mod agents;
 mod demo;
 mod redis;
 mod watch;
+
+use serde_json::Value;
+
+/// The task state in a group message carrying a bus status update, if it is one.
+fn task_state(msg: &Value) -> Option<&str> {
+    msg["data"]["envelope"]["data"]["statusUpdate"]["status"]["state"].as_str()
+}

@@ -3,13 +3,10 @@
 //! live in the second hub's groups.
 
 use nerve_testkit::RedisServer;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::harness::{ALL_ROLES, BusClient, Hub, RELIABLE, WAIT, card, post};
-
-fn state(v: &Value) -> Option<&str> {
-    v["data"]["envelope"]["data"]["statusUpdate"]["status"]["state"].as_str()
-}
+use super::task_state;
+use crate::harness::{ALL_ROLES, BusClient, Hub, RELIABLE, WAIT, post};
 
 #[tokio::test]
 async fn two_hubs_share_one_bus_on_redis() {
@@ -22,12 +19,7 @@ async fn two_hubs_share_one_bus_on_redis() {
     let b = Hub::start_with_config(&config);
 
     let mut agent = BusClient::connect(&a, "remote-1", &["bus.serve.remote"]).await;
-    agent
-        .ok(
-            "bus.register",
-            json!({"card": card("remote-1", &["remote"])}),
-        )
-        .await;
+    agent.register("remote-1", &["remote"]).await;
     let user = b.token(
         "bus",
         Some("bo"),
@@ -80,7 +72,7 @@ async fn two_hubs_share_one_bus_on_redis() {
         )
         .await;
     let asked = browser
-        .until(|v| state(v) == Some("TASK_STATE_INPUT_REQUIRED"))
+        .until(|v| task_state(v) == Some("TASK_STATE_INPUT_REQUIRED"))
         .await;
     assert_eq!(asked["data"]["envelope"]["source"], "agent://remote-1");
 
@@ -94,11 +86,9 @@ async fn two_hubs_share_one_bus_on_redis() {
     assert_eq!(status, 200);
     let answer = agent.response(&ask).await.expect("answered across hubs");
     assert_eq!(answer["text"], "yes");
-    agent
-        .ok("bus.task.complete", json!({"taskId": id, "text": "done"}))
-        .await;
+    agent.complete(&id, "done").await;
     browser
-        .until(|v| state(v) == Some("TASK_STATE_COMPLETED"))
+        .until(|v| task_state(v) == Some("TASK_STATE_COMPLETED"))
         .await;
     let (_, chain) = post(
         &b,

@@ -2,15 +2,10 @@
 //! `correlation.<id>`, a human answer to input-required over `POST /bus/api`, and cursor-based
 //! catch-up with `bus.history` that loses nothing across a reconnect.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::harness::{ALL_ROLES, BusClient, FAST_BUS, Hub, RELIABLE, card, post};
-
-fn state_of(msg: &Value) -> Option<String> {
-    msg["data"]["envelope"]["data"]["statusUpdate"]["status"]["state"]
-        .as_str()
-        .map(str::to_string)
-}
+use super::task_state;
+use crate::harness::{ALL_ROLES, BusClient, FAST_BUS, Hub, RELIABLE, post};
 
 #[tokio::test]
 async fn a_browser_watches_a_chain_answers_and_resumes_by_cursor() {
@@ -21,12 +16,7 @@ async fn a_browser_watches_a_chain_answers_and_resumes_by_cursor() {
         &["bus.serve.triage", "bus.submit.lookup", "bus.serve.lookup"],
     )
     .await;
-    agent
-        .ok(
-            "bus.register",
-            json!({"card": card("triage", &["triage", "lookup"])}),
-        )
-        .await;
+    agent.register("triage", &["triage", "lookup"]).await;
     let user_token = hub.token(
         "bus",
         Some("ann"),
@@ -71,12 +61,7 @@ async fn a_browser_watches_a_chain_answers_and_resumes_by_cursor() {
     let child_id = child["taskId"].as_str().expect("child").to_string();
     let sub_task = agent.push("bus.task").await;
     assert_eq!(sub_task["task"]["id"], child_id.as_str());
-    agent
-        .ok(
-            "bus.task.complete",
-            json!({"taskId": child_id, "text": "order 42: 30 EUR"}),
-        )
-        .await;
+    agent.complete(&child_id, "order 42: 30 EUR").await;
     let ask = agent
         .start_invoke(
             "bus.task.ask",
@@ -88,7 +73,7 @@ async fn a_browser_watches_a_chain_answers_and_resumes_by_cursor() {
     let asked = browser
         .until(|v| {
             v["group"] == format!("task.{root}")
-                && state_of(v).as_deref() == Some("TASK_STATE_INPUT_REQUIRED")
+                && task_state(v) == Some("TASK_STATE_INPUT_REQUIRED")
         })
         .await;
     let env = &asked["data"]["envelope"];
@@ -129,12 +114,7 @@ async fn a_browser_watches_a_chain_answers_and_resumes_by_cursor() {
     let answer = agent.response(&ask).await.expect("ask answered");
     assert_eq!(answer["text"], "approve");
     assert_eq!(answer["answer"]["metadata"]["userId"], "ann");
-    agent
-        .ok(
-            "bus.task.complete",
-            json!({"taskId": root, "text": "refunded"}),
-        )
-        .await;
+    agent.complete(&root, "refunded").await;
 
     // Resume: history after the last cursor the browser applied holds exactly what it missed.
     let (_, missed) = post(

@@ -92,6 +92,21 @@ impl BusClient {
         }
     }
 
+    /// Registers as agent `id` serving `skills`, which must succeed.
+    pub async fn register(&mut self, id: &str, skills: &[&str]) -> Value {
+        self.ok("bus.register", json!({"card": card(id, skills)}))
+            .await
+    }
+
+    /// Completes task `task_id` with a final `text`, which must succeed.
+    pub async fn complete(&mut self, task_id: &str, text: &str) -> Value {
+        self.ok(
+            "bus.task.complete",
+            json!({"taskId": task_id, "text": text}),
+        )
+        .await
+    }
+
     /// The next push whose `kind` is `kind` (earlier pushes of other kinds are kept).
     pub async fn push(&mut self, kind: &str) -> Value {
         if let Some(i) = self.pushes.iter().position(|p| p["kind"] == kind) {

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use super::collector::{Collector, Exported, WAIT};
 
 use crate::harness::{
-    BusClient, Client, FAST_BUS, Hub, JSON, Upstream, card, config_check, handler_toml,
+    BusClient, Client, FAST_BUS, Hub, JSON, Upstream, config_check, handler_toml,
 };
 
 /// A random W3C trace id and parent span id, and the `traceparent` naming them.
@@ -43,6 +43,20 @@ fn exporting_hub(collector: &Collector, toml: &str, batch_delay_ms: &str) -> Hub
         &["--otlp-endpoint", &endpoint, "--node-id", "otel-node-1"],
         &[("OTEL_BSP_SCHEDULE_DELAY", batch_delay_ms)],
     )
+}
+
+/// Sends "hello" as text over REST to `url` with `token` and extra `headers`; returns the
+/// status.
+async fn rest_send(url: &str, token: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "text/plain")
+        .body("hello");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.send().await.expect("REST send").status().as_u16()
 }
 
 /// Asserts no exported attribute (span or resource) carries a secret.
@@ -76,17 +90,11 @@ async fn a_rest_call_joins_the_callers_trace_and_is_flushed_at_shutdown() {
         hub.port
     );
     let token = hub.rest(0).token(&url);
-    let r = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(&token)
-        .header("traceparent", &tp)
-        .header("tracestate", "vendor=opaque")
-        .header("content-type", "text/plain")
-        .body("hello")
-        .send()
-        .await
-        .expect("REST send");
-    assert_eq!(r.status().as_u16(), 202);
+    let headers = [
+        ("traceparent", tp.as_str()),
+        ("tracestate", "vendor=opaque"),
+    ];
+    assert_eq!(rest_send(&url, &token, &headers).await, 202);
     assert!(
         collector.spans().is_empty(),
         "exported before the batch was due"
@@ -200,9 +208,7 @@ async fn submit_echo(hub: &Hub, traceparent: &str) -> (String, Value) {
 async fn hub_with_echo_agent(collector: &Collector, id: &str) -> (Hub, BusClient) {
     let hub = exporting_hub(collector, FAST_BUS, "100");
     let mut agent = BusClient::connect(&hub, id, &["bus.serve.echo"]).await;
-    agent
-        .ok("bus.register", json!({"card": card(id, &["echo"])}))
-        .await;
+    agent.register(id, &["echo"]).await;
     (hub, agent)
 }
 
@@ -225,12 +231,7 @@ async fn a_bus_task_is_handled_in_the_submitters_trace() {
         trace,
         "the agent continues the submitter's trace"
     );
-    agent
-        .ok(
-            "bus.task.complete",
-            json!({"taskId": task_id, "text": "done"}),
-        )
-        .await;
+    agent.complete(&task_id, "done").await;
 
     let op = collector.span("bus.submit", &trace).await;
     assert_eq!(op.parent_span_id, parent);
@@ -270,16 +271,11 @@ async fn without_an_endpoint_nothing_is_exported_and_nothing_is_said() {
     // REST with a traceparent still works.
     let (_, _, tp) = new_traceparent();
     let url = format!("http://127.0.0.1:{}/api/hubs/chat/:send", hub.port);
-    let r = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(hub.rest(0).token(&url))
-        .header("traceparent", &tp)
-        .header("content-type", "text/plain")
-        .body("hello")
-        .send()
-        .await
-        .expect("REST send");
-    assert_eq!(r.status().as_u16(), 202);
+    let token = hub.rest(0).token(&url);
+    assert_eq!(
+        rest_send(&url, &token, &[("traceparent", tp.as_str())]).await,
+        202
+    );
 
     // The webhook gets no trace headers of the hub's own.
     let token = hub.token("chat", Some("bob"), &[], &[]);
@@ -294,9 +290,7 @@ async fn without_an_endpoint_nothing_is_exported_and_nothing_is_said() {
 
     // A bus submission's own traceparent passes through into the envelope unchanged.
     let mut agent = BusClient::connect(&hub, "echo-2", &["bus.serve.echo"]).await;
-    agent
-        .ok("bus.register", json!({"card": card("echo-2", &["echo"])}))
-        .await;
+    agent.register("echo-2", &["echo"]).await;
     let (_, _, tp) = new_traceparent();
     submit_echo(&hub, &tp).await;
     let pushed = agent.push("bus.task").await;
@@ -353,12 +347,7 @@ async fn a2a_and_agent_socket_submissions_carry_the_trace() {
     let a2a_task = pushed["task"]["id"].as_str().expect("id").to_string();
     let agent_tp = pushed["traceparent"].as_str().expect("traceparent");
     assert_eq!(trace_id_of(agent_tp), trace);
-    agent
-        .ok(
-            "bus.task.complete",
-            json!({"taskId": a2a_task, "text": "done"}),
-        )
-        .await;
+    agent.complete(&a2a_task, "done").await;
     let a2a = collector.span("a2a", &trace).await;
     assert_eq!(a2a.parent_span_id, parent);
     assert_eq!(
@@ -410,15 +399,7 @@ async fn an_unreachable_collector_is_logged_and_does_not_disturb_the_hub() {
     );
     let url = format!("http://127.0.0.1:{}/api/hubs/chat/:send", hub.port);
     for _ in 0..3 {
-        let r = reqwest::Client::new()
-            .post(&url)
-            .bearer_auth(hub.rest(0).token(&url))
-            .header("content-type", "text/plain")
-            .body("hello")
-            .send()
-            .await
-            .expect("REST send");
-        assert_eq!(r.status().as_u16(), 202);
+        assert_eq!(rest_send(&url, &hub.rest(0).token(&url), &[]).await, 202);
     }
     nerve_testkit::eventually(WAIT, "the failed export to be logged", || {
         let logged = hub.logs().contains("ExportError");
