@@ -4,13 +4,7 @@
 use axum::http::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Hub, JSON, RELIABLE, Rest, WAIT};
-
-const KEY: &str = "rest-test-primary-key";
-
-fn nerve() -> Hub {
-    Hub::start_with(&[KEY], "", &[])
-}
+use crate::harness::{Client, JSON, RELIABLE, Rest, WAIT};
 
 /// The next server message, skipping nothing: REST sends arrive in order.
 async fn server_message(c: &mut Client) -> Value {
@@ -28,7 +22,7 @@ async fn send(rest: &Rest, path: &str, ct: &str, body: &[u8]) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_reach_the_right_connections_with_each_data_type() {
-    let n = nerve();
+    let n = super::hub();
     let rest = n.rest(0);
     let (mut a, a_id) = n.client("chat", Some("alice"), Some(JSON)).await;
     let (mut b, b_id) = n.client("chat", Some("bob"), Some(RELIABLE)).await;
@@ -160,7 +154,7 @@ async fn sends_reach_the_right_connections_with_each_data_type() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_membership_routes_and_group_sends() {
-    let n = nerve();
+    let n = super::hub();
     let rest = n.rest(0);
     let (mut a, a_id) = n.client("chat", Some("alice"), Some(JSON)).await;
     let (mut b, b_id) = n.client("chat", Some("bob"), Some(JSON)).await;

@@ -5,7 +5,7 @@ use axum::http::Method;
 use nerve_testkit::{RedisServer, eventually};
 use serde_json::json;
 
-use crate::harness::{Client, Hub, JSON, WAIT};
+use crate::harness::{Hub, JSON, WAIT};
 
 const KEY: &str = "rest-cluster-key";
 
@@ -20,13 +20,7 @@ async fn a_call_on_one_node_reaches_connections_on_another() {
     let b = node(&redis, "rest-b");
     let rest = a.rest(0);
 
-    let mut bob = Client::connect(&b.client_url("chat", Some("bob"), &[]), Some(JSON))
-        .await
-        .expect("connect to b");
-    let id = bob.next_json().await["connectionId"]
-        .as_str()
-        .expect("connectionId")
-        .to_string();
+    let (mut bob, id) = b.client("chat", Some("bob"), Some(JSON)).await;
 
     // Existence checks on node a see node b's connection and user.
     for path in [

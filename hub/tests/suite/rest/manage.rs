@@ -6,17 +6,11 @@ use std::time::Duration;
 use axum::http::Method;
 use serde_json::json;
 
-use crate::harness::{Client, Hub, JSON, Rest};
-
-const KEY: &str = "rest-test-primary-key";
-
-fn nerve() -> Hub {
-    Hub::start_with(&[KEY], "", &[])
-}
+use crate::harness::{Client, JSON, Rest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn existence_checks_permissions_and_closes() {
-    let n = nerve();
+    let n = super::hub();
     let rest = n.rest(0);
     let (mut a, a_id) = n.client("chat", Some("alice"), Some(JSON)).await;
     let (mut b, _) = n.client("chat", Some("bob"), Some(JSON)).await;
@@ -172,10 +166,10 @@ async fn existence_checks_permissions_and_closes() {
         d.closed().await.frames.last().expect("disconnected")["message"],
         "all"
     );
-    rest_support_eventually_gone(&rest, &c_id).await;
+    wait_until_gone(&rest, &c_id).await;
 }
 
-async fn rest_support_eventually_gone(rest: &Rest, id: &str) {
+async fn wait_until_gone(rest: &Rest, id: &str) {
     let path = format!("/api/hubs/chat/connections/{id}");
     nerve_testkit::eventually(
         Duration::from_secs(10),
@@ -190,7 +184,7 @@ async fn rest_support_eventually_gone(rest: &Rest, id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_members_are_listed_in_pages_with_next_links() {
-    let n = nerve();
+    let n = super::hub();
     let rest = n.rest(0);
     let mut clients = Vec::new();
     let mut ids = Vec::new();
@@ -264,7 +258,7 @@ async fn group_members_are_listed_in_pages_with_next_links() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_tokens_connect_with_user_roles_and_groups() {
-    let n = nerve();
+    let n = super::hub();
     let rest = n.rest(0);
     let r = rest
         .call(Method::POST, "/api/hubs/chat/:generateToken?userId=zoe&role=webpubsub.sendToGroup&group=g1&group=g2&minutesToExpire=5", None)

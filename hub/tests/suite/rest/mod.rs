@@ -5,3 +5,10 @@ mod api;
 mod cluster;
 mod errors;
 mod manage;
+
+use crate::harness::Hub;
+
+/// A hub with one known key, as the single-node REST tests use.
+fn hub() -> Hub {
+    Hub::start_with(&["rest-test-primary-key"], "", &[])
+}

@@ -41,13 +41,7 @@ async fn hanging_and_failing_upstreams_time_out_or_drop_without_stalling_the_ses
     let rest = n.rest(0);
 
     // A hanging event: while it is in flight the session still answers pings and delivers.
-    let mut c = Client::connect(&n.client_url("chat", Some("u"), &[]), Some(JSON))
-        .await
-        .expect("connect");
-    let id = c.next_json().await["connectionId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let (mut c, id) = n.client("chat", Some("u"), Some(JSON)).await;
     let started = Instant::now();
     c.send(json!({"type": "event", "event": "slow", "data": 1, "ackId": 1}))
         .await;
