@@ -3,7 +3,6 @@
 //! clients need. Every process is killed when its [`Hub`] is dropped.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +13,7 @@ use super::WAIT;
 use super::client::Client;
 use super::metrics::{http_get, metric};
 use super::rest::Rest;
+use super::temp::{TempFile, unique};
 
 /// A running `nerve` process, killed on drop.
 pub struct Hub {
@@ -21,7 +21,7 @@ pub struct Hub {
     /// Its port on 127.0.0.1.
     pub port: u16,
     /// Its access keys, primary first.
-    pub keys: Vec<String>,
+    keys: Vec<String>,
     banner: Vec<String>,
     stdout: Printed,
     stderr: Printed,
@@ -90,9 +90,14 @@ impl Hub {
                 break;
             }
         }
-        let port = endpoint_of(&banner)
-            .and_then(|e| e.rsplit(':').next()?.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("nerve exited before printing its endpoint: {banner:?}"));
+        let Some(port) =
+            endpoint_of(&banner).and_then(|e| e.rsplit(':').next()?.parse::<u16>().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            // Its logs, echoed above, say why.
+            panic!("nerve printed no endpoint: {banner:?}");
+        };
         // Keep draining stdout so the process never blocks on a full pipe.
         let out = stdout.clone();
         std::thread::spawn(move || {
@@ -292,32 +297,4 @@ fn append(printed: &Printed, line: &str) {
     let mut p = printed.lock().expect("printed");
     p.push_str(line);
     p.push('\n');
-}
-
-/// A unique suffix for names of files and keys.
-fn unique() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-/// A file in the temporary directory, removed on drop.
-pub struct TempFile(PathBuf);
-
-impl TempFile {
-    /// Writes `contents` to a new file named `nerve-test-<unique>.<ext>`.
-    pub fn write(ext: &str, contents: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("nerve-test-{}.{ext}", unique()));
-        std::fs::write(&path, contents).expect("write a temporary file");
-        TempFile(path)
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }

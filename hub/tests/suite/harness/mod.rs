@@ -9,16 +9,18 @@ mod hub;
 mod metrics;
 mod rest;
 mod server;
+mod temp;
 mod upstream;
 
 use std::time::Duration;
 
 pub use bus::{BusClient, FAST_BUS, card, post};
 pub use client::{Client, refused};
-pub use hub::{Hub, TempFile, config_check};
+pub use hub::{Hub, config_check};
 pub use metrics::{http_get, labelled, metric, violations};
 pub use rest::Rest;
 pub use server::Server;
+pub use temp::TempFile;
 pub use upstream::{Seen, Upstream, handler_toml, handler_toml_at};
 
 /// The reliable JSON subprotocol.
