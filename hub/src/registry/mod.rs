@@ -11,9 +11,9 @@ use dashmap::DashMap;
 
 pub use connection::{
     CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery,
-    Position, PushError, new_connection_id,
+    Position, new_connection_id,
 };
-pub use hub::{FanOut, Group, Hub};
+pub use hub::{FanOut, Hub};
 pub use roles::{Permission, Roles};
 
 use crate::names::normalize_hub;
@@ -42,6 +42,7 @@ pub struct Registry {
 
 impl Registry {
     /// An empty router.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
