@@ -142,12 +142,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     let exe = std::env::current_exe()?;
     let peer_dir = bench_dir.join("peers/socketio");
-    // Only the WebSocket scenarios start the Socket.IO peer.
-    if chosen.iter().any(|s| *s != "agentbus") {
-        ensure_npm(&peer_dir)?;
-    }
     targets::check_builds(&args.nerve)?;
     let servers = servers(&args, &exe);
+    // Only the WebSocket scenarios start the Socket.IO peer, and only when it is measured.
+    if chosen.iter().any(|s| *s != "agentbus") && servers.iter().any(|s| s.kind == Kind::SocketIo) {
+        ensure_npm(&peer_dir)?;
+    }
     let redis = nerve_testkit::RedisServer::start();
     let env = Env {
         exe,
