@@ -5,24 +5,25 @@
 //! groups and fans messages out into per-connection outboxes. [`protocol`] is the pure wire
 //! format; [`server`] wires the HTTP routes together.
 
-pub mod a2a;
 pub mod auth;
-pub mod bridge;
+pub mod bus;
 pub mod cluster;
 pub mod config;
-pub mod error;
 pub mod filter;
+pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod names;
+pub mod node;
 pub mod protocol;
-pub mod rest;
-pub mod router;
-pub mod server;
+pub mod registry;
+
 pub mod session;
+pub mod socket;
 pub mod telemetry;
 pub mod tls;
-pub mod transport;
 pub mod upstream;
 
 pub use config::Config;
-pub use server::{AppState, serve};
+pub use http::serve;
+pub use node::Node;

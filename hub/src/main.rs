@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use nerve_hub::config::{Cli, Command, Config, ConfigAction};
 use nerve_hub::telemetry::Telemetry;
-use nerve_hub::{AppState, serve};
+use nerve_hub::{Node, serve};
 use tokio_util::sync::CancellationToken;
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
@@ -119,14 +119,14 @@ fn serve_until_signal(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("listen on {}", config.listen))?;
         let bound = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let state = AppState::new(config, shutdown.clone());
+        let state = Node::new(config, shutdown.clone());
         print_banner(&state, bound);
         tokio::spawn(wait_for_signal(shutdown));
         serve(state, listener).await.context("serve")
     })
 }
 
-fn print_banner(state: &AppState, bound: std::net::SocketAddr) {
+fn print_banner(state: &Node, bound: std::net::SocketAddr) {
     let endpoint = state.config.endpoint(bound);
     let key = state.keys.primary();
     let hub = "chat";

@@ -5,9 +5,8 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 
-use super::{Broker, Command, Member, Scope, SessionStore, Target, deliver_local};
-use crate::router::{Connection, Delivery, FanOut, Hub, Membership};
-use crate::server::AppState;
+use super::{Broker, Command, Inbound, Member, Scope, SessionStore, Target, deliver_local};
+use crate::registry::{Connection, Delivery, FanOut, Hub, Membership};
 
 /// The broker of a single node.
 #[derive(Debug, Default)]
@@ -26,7 +25,7 @@ impl Broker for LocalBroker {
         "local"
     }
 
-    fn attach(&self, _: Weak<AppState>) {}
+    fn attach(&self, _: Weak<dyn Inbound>) {}
 
     fn is_ready(&self) -> bool {
         true

@@ -5,13 +5,9 @@
 //! local outboxes, no copy and no hop) and the Redis broker (many nodes acting as one hub:
 //! pub/sub between nodes, presence with heartbeats, group history for reliable clients).
 
-pub mod commands;
 pub mod envelope;
 mod local;
 pub mod redis;
-pub mod resume;
-#[cfg(test)]
-mod suite;
 
 use std::sync::{Arc, Weak};
 
@@ -21,8 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use local::LocalBroker;
 
 use crate::filter::Filter;
-use crate::router::{Connection, Delivery, FanOut, Hub, Membership};
-use crate::server::AppState;
+use crate::registry::{Connection, Delivery, FanOut, Hub, Membership, Registry};
 
 /// Who a message is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,7 +68,7 @@ impl Scope {
             self.excluded.iter().any(|e| **e == *c.id)
                 || match &filter {
                     None => false,
-                    Some(Ok(f)) => !f.matches_connection(c),
+                    Some(Ok(f)) => !c.matches(f),
                     Some(Err(_)) => true,
                 }
         }
@@ -156,14 +151,24 @@ pub struct Member {
     pub user_id: Option<String>,
 }
 
+/// What a broker delivers into: this node's registry, and the node's own handling of the
+/// commands other nodes send (which may notify upstream handlers). The node implements it;
+/// the broker holds it weakly, since the node owns the broker.
+pub trait Inbound: Send + Sync {
+    /// The registry messages from other nodes are fanned out into.
+    fn registry(&self) -> &Registry;
+    /// Runs a command another node sent on this node's connections.
+    fn run(&self, hub: &str, cmd: &Command);
+}
+
 /// The seam between this node's registry and the other nodes.
 #[async_trait]
 pub trait Broker: Membership {
     /// This node's id.
     fn node_id(&self) -> &str;
 
-    /// Gives the broker the state it delivers into (called once, after the state exists).
-    fn attach(&self, app: Weak<AppState>);
+    /// Gives the broker the node it delivers into (called once, after the node exists).
+    fn attach(&self, inbound: Weak<dyn Inbound>);
 
     /// Whether the broker can reach the other nodes (readiness).
     fn is_ready(&self) -> bool;

@@ -13,8 +13,6 @@ mod parser;
 pub use ast::Expr;
 pub use eval::Target;
 
-use crate::router::Connection;
-
 /// Most comparisons, `in` tests and boolean function calls in one filter.
 pub const MAX_CLAUSES: usize = 100;
 /// Deepest nesting of parentheses, `not` and function calls.
@@ -70,16 +68,6 @@ impl Filter {
     /// Whether the filter is true for `target`.
     pub fn matches(&self, target: &Target<'_>) -> bool {
         eval::matches(&self.expr, target)
-    }
-
-    /// Whether the filter is true for a live connection (reads its groups under their lock).
-    pub fn matches_connection(&self, conn: &Connection) -> bool {
-        let groups = conn.groups.lock();
-        self.matches(&Target {
-            connection_id: &conn.id,
-            user_id: conn.user_id.as_deref(),
-            groups: &groups,
-        })
     }
 }
 

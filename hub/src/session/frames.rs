@@ -1,23 +1,24 @@
 //! What a session does with each frame a client sends.
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use crate::socket::{Message, Socket, Utf8Bytes};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use tracing::debug;
 
 use super::{CLOSE_INVALID_PAYLOAD, CLOSE_UNSUPPORTED_DATA, End, Session, SimpleMode};
 use crate::metrics;
+use crate::node::Announce;
 use crate::protocol::server_frame::{self, ErrorName, From};
 use crate::protocol::{ClientFrame, Payload, Subprotocol, parse_client_frame};
-use crate::router::{CLOSE_NO_RECOVERY, Delivery};
-use crate::upstream::{EventKind, Job, Notice, PipeReply};
+use crate::registry::{CLOSE_NO_RECOVERY, Delivery};
+use crate::upstream::{EventKind, Job, PipeReply};
 
 /// The answer to a request that carries an `ackId`.
 type AckResult = Result<(), (ErrorName, String)>;
 
 impl Session {
     /// Handles a text frame.
-    pub(super) async fn on_text(&mut self, socket: &mut WebSocket, text: Utf8Bytes) -> Option<End> {
+    pub(super) async fn on_text(&mut self, socket: &mut Socket, text: Utf8Bytes) -> Option<End> {
         metrics::global().message_in("ws", text.len());
         if self.conn.protocol == Subprotocol::Simple {
             return self.on_simple(socket, Payload::text(text.as_str())).await;
@@ -43,7 +44,7 @@ impl Session {
     }
 
     /// Handles a binary frame.
-    pub(super) async fn on_binary(&mut self, socket: &mut WebSocket, bytes: Bytes) -> Option<End> {
+    pub(super) async fn on_binary(&mut self, socket: &mut Socket, bytes: Bytes) -> Option<End> {
         metrics::global().message_in("ws", bytes.len());
         if self.conn.protocol == Subprotocol::Simple {
             return self.on_simple(socket, Payload::binary(bytes)).await;
@@ -58,7 +59,7 @@ impl Session {
         Some(End::Finished)
     }
 
-    async fn on_frame(&mut self, socket: &mut WebSocket, frame: ClientFrame) -> Option<End> {
+    async fn on_frame(&mut self, socket: &mut Socket, frame: ClientFrame) -> Option<End> {
         match frame {
             ClientFrame::JoinGroup { group, ack_id } => {
                 let r = self.dedupe_then(ack_id, |s| s.join(&group));
@@ -190,16 +191,12 @@ impl Session {
     }
 
     fn join(&mut self, group: &str) -> AckResult {
-        crate::limits::check_group_count(&self.conn, group, &self.app.config.limits)?;
         if !self.conn.roles.lock().can_join_leave(group) {
             return Err(forbidden("join or leave", group));
         }
-        if self.hub.join(&self.conn, group) {
-            metrics::global().joins.inc();
-            self.notify_group(Notice::Joined {
-                group: group.to_string(),
-            });
-        }
+        self.app
+            .join(&self.hub, &self.conn, group, Announce::Yes)
+            .map_err(|refused| (ErrorName::Forbidden, refused.to_string()))?;
         Ok(())
     }
 
@@ -207,12 +204,7 @@ impl Session {
         if !self.conn.roles.lock().can_join_leave(group) {
             return Err(forbidden("join or leave", group));
         }
-        if self.hub.leave(&self.conn, group) {
-            metrics::global().leaves.inc();
-            self.notify_group(Notice::Left {
-                group: group.to_string(),
-            });
-        }
+        self.app.leave(&self.hub, &self.conn, group);
         Ok(())
     }
 
@@ -251,7 +243,7 @@ impl Session {
 
     async fn maybe_ack(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         ack_id: Option<u64>,
         r: AckResult,
     ) -> Option<End> {
@@ -261,7 +253,7 @@ impl Session {
         }
     }
 
-    async fn reply_ack(&mut self, socket: &mut WebSocket, id: u64, r: AckResult) -> Option<End> {
+    async fn reply_ack(&mut self, socket: &mut Socket, id: u64, r: AckResult) -> Option<End> {
         let frame = match r {
             Ok(()) => {
                 metrics::global().ack("ok");
@@ -275,7 +267,7 @@ impl Session {
         self.send_text(socket, frame).await
     }
 
-    async fn send_text(&mut self, socket: &mut WebSocket, frame: String) -> Option<End> {
+    async fn send_text(&mut self, socket: &mut Socket, frame: String) -> Option<End> {
         match socket.send(Message::Text(frame.into())).await {
             Ok(()) => None,
             Err(_) => Some(End::Dropped),
@@ -283,7 +275,7 @@ impl Session {
     }
 
     /// A frame from a simple WebSocket client.
-    async fn on_simple(&mut self, socket: &mut WebSocket, payload: Payload) -> Option<End> {
+    async fn on_simple(&mut self, socket: &mut Socket, payload: Payload) -> Option<End> {
         match self.simple_mode.clone() {
             SimpleMode::SendToGroup(group) => match self.send_to_group(&group, false, payload) {
                 Ok(()) => None,
@@ -313,15 +305,13 @@ impl Session {
             .handles(&self.hub.name, EventKind::User(event))
     }
 
-    fn notify_group(&self, notice: Notice) {
-        let up = &self.app.upstream;
-        up.notify(up.context(&self.conn), notice);
-    }
-
     /// Hands a user event to this connection's upstream lane without waiting for the call.
-    async fn send_upstream(&mut self, socket: &mut WebSocket, job: Job) -> Option<End> {
+    async fn send_upstream(&mut self, socket: &mut Socket, job: Job) -> Option<End> {
         let up = self.app.upstream.clone();
-        let Err(job) = self.events.submit(&up, up.context(&self.conn), job) else {
+        let Err(job) = self
+            .events
+            .submit(&up, up.context(self.conn.event_context()), job)
+        else {
             return None;
         };
         metrics::global().protocol_error("upstream_lane_full");
@@ -349,13 +339,14 @@ impl Session {
     /// Writes the replies to one upstream event, flushing once.
     pub(super) async fn on_upstream_reply(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         replies: Vec<PipeReply>,
     ) -> Option<End> {
         for reply in replies {
             let msg = match reply {
                 PipeReply::Frame(frame) => Message::Text(frame.into()),
-                PipeReply::Deliver(d) => {
+                PipeReply::Deliver(payload) => {
+                    let d = Delivery::new(From::Server, payload);
                     let Ok(msg) = self.frame_for(&d) else {
                         let reason = "Reliable buffer full: 1000 unacknowledged messages or 16 MB";
                         self.close(socket, reason, CLOSE_NO_RECOVERY).await;

@@ -3,6 +3,8 @@
 
 mod dedupe;
 mod frames;
+pub mod open;
+mod rate;
 mod reliable;
 mod shared;
 
@@ -12,15 +14,15 @@ pub(crate) use shared::Shared;
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use crate::socket::{Message, Socket};
+use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, info_span};
 
 use crate::metrics;
+use crate::node::Node;
 use crate::protocol::{Subprotocol, server_frame};
-use crate::router::{CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, Control, Delivery, Hub};
-use crate::server::AppState;
+use crate::registry::{CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, Control, Delivery, Hub};
 
 /// How a simple (no subprotocol) client's frames are handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,12 +51,12 @@ pub(crate) enum End {
     /// The socket dropped without a close; a reliable session may wait for its client.
     Dropped,
     /// A reconnecting client brought a new socket.
-    Reattached(Box<WebSocket>),
+    Reattached(Box<Socket>),
 }
 
 /// The state of one connection's session.
 pub struct Session {
-    pub(crate) app: Arc<AppState>,
+    pub(crate) app: Arc<Node>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) conn: Arc<Connection>,
     rx: ConnectionReceivers,
@@ -76,7 +78,7 @@ pub struct Session {
 impl Session {
     /// Creates the session of a registered connection.
     pub fn new(
-        app: Arc<AppState>,
+        app: Arc<Node>,
         hub: Arc<Hub>,
         conn: Arc<Connection>,
         rx: ConnectionReceivers,
@@ -106,14 +108,14 @@ impl Session {
     }
 
     /// Runs the session until it ends, then removes the connection from the hub.
-    pub fn run(self, socket: WebSocket) -> impl Future<Output = ()> + Send {
+    pub fn run(self, socket: Socket) -> impl Future<Output = ()> + Send {
         let span = info_span!("conn", id = %self.conn.id, hub = %self.hub.name, user = self.conn.user_id.as_deref().unwrap_or(""));
         // The span wraps a plain async fn, so the task holding an idle connection keeps one
         // copy of the session and its socket, not the two an async block inside would hold.
         self.drive(socket).instrument(span)
     }
 
-    async fn drive(mut self, mut socket: WebSocket) {
+    async fn drive(mut self, mut socket: Socket) {
         let mut resumed = self.resumed;
         self.share().await;
         loop {
@@ -143,7 +145,7 @@ impl Session {
 
     /// For a reliable session, waits for the client to come back; returns false when the
     /// session is over.
-    async fn wait_if_reliable(&mut self, socket: &mut WebSocket) -> bool {
+    async fn wait_if_reliable(&mut self, socket: &mut Socket) -> bool {
         if self.reliable.is_none() {
             return false;
         }
@@ -157,7 +159,11 @@ impl Session {
     }
 
     /// Sends `connected` (JSON protocols) and, after a reconnection, every unacked message.
-    async fn greet(&mut self, socket: &mut WebSocket, resumed: bool) -> Result<(), axum::Error> {
+    async fn greet(
+        &mut self,
+        socket: &mut Socket,
+        resumed: bool,
+    ) -> Result<(), crate::socket::Error> {
         if self.conn.protocol == Subprotocol::Simple {
             return Ok(());
         }
@@ -176,7 +182,7 @@ impl Session {
     }
 
     /// The main loop while a socket is attached.
-    async fn attached(&mut self, socket: &mut WebSocket) -> End {
+    async fn attached(&mut self, socket: &mut Socket) -> End {
         let keepalive = self.app.config.limits.keepalive();
         let mut last_heard = Instant::now();
         let mut next_ping = Instant::now() + keepalive;
@@ -198,7 +204,7 @@ impl Session {
                     Ok(Control::Reattach(new)) => return End::Reattached(new),
                     Err(_) => return End::Finished,
                 },
-                msg = socket.recv() => {
+                msg = socket.next() => {
                     last_heard = Instant::now();
                     if let Some(end) = self.enforce_rate(socket, &msg).await {
                         return end;
@@ -217,7 +223,7 @@ impl Session {
                                 return end;
                             }
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     }
                 }
                 d = self.rx.outbox.recv_async() => {
@@ -249,7 +255,7 @@ impl Session {
     /// Writes `first` and whatever else is queued, then flushes once. A control request (a
     /// slow-consumer kick, a reattach) or shutdown interrupts a write that cannot progress, and
     /// a write stuck for three keep-alive intervals counts as a dropped socket.
-    async fn write_batch(&mut self, socket: &mut WebSocket, first: Arc<Delivery>) -> Option<End> {
+    async fn write_batch(&mut self, socket: &mut Socket, first: Arc<Delivery>) -> Option<End> {
         let mut next = Some(first);
         let mut written = 0;
         let stuck_after = self.app.config.limits.keepalive() * 3;
@@ -296,7 +302,7 @@ impl Session {
     async fn interruptible(
         &self,
         stuck_after: std::time::Duration,
-        write: impl std::future::Future<Output = Result<(), axum::Error>>,
+        write: impl std::future::Future<Output = Result<(), crate::socket::Error>>,
     ) -> Result<(), End> {
         tokio::select! {
             r = tokio::time::timeout(stuck_after, write) => match r {
@@ -334,7 +340,7 @@ impl Session {
 
     /// While a reliable client is away: keep numbering and buffering its messages, and wait
     /// for it to come back within the reconnect window.
-    async fn detached(&mut self) -> Option<Box<WebSocket>> {
+    async fn detached(&mut self) -> Option<Box<Socket>> {
         let deadline = Instant::now() + self.app.config.limits.reconnect_window();
         let shutdown = self.app.shutdown.clone();
         loop {
@@ -359,23 +365,22 @@ impl Session {
     }
 
     /// Sends `disconnected` (JSON protocols) and a close frame.
-    pub(crate) async fn close(&self, socket: &mut WebSocket, reason: &str, code: u16) {
+    pub(crate) async fn close(&self, socket: &mut Socket, reason: &str, code: u16) {
         let _ = self.close_reason.set(reason.to_string());
         let disconnected = (self.conn.protocol != Subprotocol::Simple).then_some(reason);
         say_goodbye(socket, disconnected, code, reason).await;
     }
 
-    async fn on_read_error(&self, socket: &mut WebSocket, e: axum::Error) -> End {
+    async fn on_read_error(&self, socket: &mut Socket, e: crate::socket::Error) -> End {
         use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-        let inner = e.into_inner();
-        match inner.downcast_ref::<WsError>() {
-            Some(WsError::Capacity(CapacityError::MessageTooLong { max_size, .. })) => {
+        match e {
+            WsError::Capacity(CapacityError::MessageTooLong { max_size, .. }) => {
                 metrics::global().protocol_error("frame_too_big");
                 let reason = format!("Message too big: the limit is {max_size} bytes");
                 self.close(socket, &reason, CLOSE_TOO_BIG).await;
                 End::Finished
             }
-            Some(WsError::Utf8(_)) => {
+            WsError::Utf8(_) => {
                 metrics::global().protocol_error("invalid_utf8");
                 self.close(
                     socket,
@@ -385,8 +390,8 @@ impl Session {
                 .await;
                 End::Finished
             }
-            Some(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => End::Dropped,
-            Some(WsError::Protocol(p)) => {
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Dropped,
+            WsError::Protocol(p) => {
                 metrics::global().protocol_error("websocket_protocol");
                 debug!(error = %p, "websocket protocol error");
                 End::Dropped
@@ -418,7 +423,9 @@ impl Session {
             .get()
             .map(String::as_str)
             .unwrap_or_default();
-        self.app.upstream.disconnected(&self.conn, reason);
+        self.app
+            .upstream
+            .disconnected(self.conn.event_context(), reason);
         metrics::global().connections.dec();
         debug!("connection closed");
     }
@@ -428,7 +435,7 @@ impl Session {
 /// close frame with `code` and `close_reason` (cut to the 123 bytes a close frame allows).
 /// Errors are ignored: the socket is being dropped either way.
 pub(crate) async fn say_goodbye(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     disconnected: Option<&str>,
     code: u16,
     close_reason: &str,
@@ -439,21 +446,6 @@ pub(crate) async fn say_goodbye(
             .await;
     }
     let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from(truncate_reason(close_reason)),
-        })))
+        .send(crate::socket::close_frame(code, close_reason))
         .await;
-}
-
-/// WebSocket close reasons are limited to 123 bytes.
-fn truncate_reason(reason: &str) -> String {
-    if reason.len() <= 123 {
-        return reason.to_string();
-    }
-    let mut end = 123;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_string()
 }

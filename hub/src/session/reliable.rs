@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use axum::extract::ws::Utf8Bytes;
+use crate::socket::Utf8Bytes;
 
 use crate::protocol::server_frame;
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{BufferFull, Session};
-use crate::router::{Connection, Delivery};
+use crate::registry::{Connection, Delivery};
 
 /// What a reliable session keeps in step with the cluster's session store, so another node
 /// can resume it.

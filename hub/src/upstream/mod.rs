@@ -21,9 +21,7 @@ use dashmap::DashMap;
 use tracing::{Instrument, debug, warn};
 
 use crate::auth::AccessKeys;
-use crate::config::Config;
 use crate::protocol::{DataType, Payload};
-use crate::router::Connection;
 
 pub use cloudevents::EventContext;
 pub use connect::{ConnectOutcome, ConnectRefused, ConnectRequest, ConnectResponse};
@@ -89,6 +87,22 @@ pub struct Upstream {
     notifier: OnceLock<notify::Queues>,
 }
 
+/// What the upstream client is built from (the node gathers it from the configuration).
+pub struct UpstreamSetup {
+    /// The `[upstream]` section.
+    pub settings: UpstreamSettings,
+    /// Event handlers per hub (lowercase hub name).
+    pub handlers: BTreeMap<String, Vec<EventHandlerSettings>>,
+    /// Access keys, which sign every event (`ce-signature`).
+    pub keys: AccessKeys,
+    /// The hub's public endpoint, whose host is the events' origin.
+    pub public_endpoint: Option<String>,
+    /// The listen address, the origin when there is no public endpoint.
+    pub listen_ip: String,
+    /// Largest event body read from a handler.
+    pub max_body: usize,
+}
+
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Upstream({} hubs)", self.handlers.len())
@@ -96,14 +110,14 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Builds the client from the configuration.
-    pub fn new(config: &Config, keys: AccessKeys) -> Self {
-        let timeout = Duration::from_millis(config.upstream.timeout_ms);
+    /// Builds the client.
+    pub fn new(setup: UpstreamSetup) -> Self {
+        let timeout = Duration::from_millis(setup.settings.timeout_ms);
         let mut builder = reqwest::Client::builder()
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(30));
-        if let Some(path) = &config.upstream.ca_file {
+        if let Some(path) = &setup.settings.ca_file {
             // Checked when the configuration was loaded; a file changed since is reported.
             match settings::extra_roots(path) {
                 Ok(roots) => {
@@ -118,22 +132,21 @@ impl Upstream {
             tracing::error!(error = %e, "upstream HTTP client with default settings");
             reqwest::Client::default()
         });
-        let origin = match &config.public_endpoint {
+        let origin = match &setup.public_endpoint {
             Some(e) => host_of(e),
-            None => config.listen.ip().to_string(),
+            None => setup.listen_ip,
         };
         Upstream {
             http,
-            settings: config.upstream.clone(),
-            handlers: config
-                .hubs
-                .iter()
-                .filter(|(_, s)| !s.event_handlers.is_empty())
-                .map(|(k, s)| (k.clone(), s.event_handlers.clone()))
+            settings: setup.settings,
+            handlers: setup
+                .handlers
+                .into_iter()
+                .filter(|(_, h)| !h.is_empty())
                 .collect(),
-            keys,
+            keys: setup.keys,
             origin,
-            max_body: config.limits.max_frame_bytes,
+            max_body: setup.max_body,
             validated: DashMap::new(),
             conns: DashMap::new(),
             notifier: OnceLock::new(),
@@ -161,12 +174,17 @@ impl Upstream {
     }
 
     /// Remembers a new connection's subprotocol and connection state (for hubs with handlers).
-    pub fn register(&self, conn: &Connection, subprotocol: Option<String>, state: Option<String>) {
+    pub fn register(
+        &self,
+        conn: &EventContext,
+        subprotocol: Option<String>,
+        state: Option<String>,
+    ) {
         if !self.has_handlers(&conn.hub) {
             return;
         }
         self.conns.insert(
-            conn.id.clone(),
+            conn.connection_id.clone(),
             ConnInfo {
                 subprotocol: subprotocol.map(Arc::from),
                 state,
@@ -174,18 +192,13 @@ impl Upstream {
         );
     }
 
-    /// The event context of a connection.
-    pub fn context(&self, conn: &Connection) -> EventContext {
-        let subprotocol = match self.conns.get(&conn.id) {
-            Some(i) => i.subprotocol.clone(),
-            None => conn.protocol.name().map(Arc::from),
-        };
-        EventContext {
-            hub: conn.hub.clone(),
-            connection_id: conn.id.clone(),
-            user_id: conn.user_id.clone(),
-            subprotocol,
+    /// The event context of a connection: its identity, with the subprotocol a connect
+    /// handler chose for it, if any.
+    pub fn context(&self, mut conn: EventContext) -> EventContext {
+        if let Some(i) = self.conns.get(&conn.connection_id) {
+            conn.subprotocol = i.subprotocol.clone();
         }
+        conn
     }
 
     /// Sends the blocking `connect` event. `Ok(None)` when no handler takes it.
@@ -291,10 +304,11 @@ impl Upstream {
     }
 
     /// Sends `disconnected` for a finished connection and forgets it.
-    pub fn disconnected(self: &Arc<Self>, conn: &Connection, reason: &str) {
+    pub fn disconnected(self: &Arc<Self>, conn: EventContext, reason: &str) {
         if !self.has_handlers(&conn.hub) {
             return;
         }
+        let id = conn.connection_id.clone();
         let ctx = self.context(conn);
         self.notify(
             ctx,
@@ -302,7 +316,7 @@ impl Upstream {
                 reason: reason.to_string(),
             },
         );
-        self.conns.remove(&conn.id);
+        self.conns.remove(&id);
     }
 
     /// POSTs one event to its handler (validating the handler first) and reads the reply;

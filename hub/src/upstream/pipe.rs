@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::protocol::Payload;
-use crate::protocol::server_frame::{self, ErrorName, From};
-use crate::router::Delivery;
+use crate::protocol::server_frame::{self, ErrorName};
 
 use super::{EventContext, Upstream, UpstreamError};
 
@@ -57,8 +56,9 @@ impl Job {
 pub enum PipeReply {
     /// Write this control frame (ack, invokeResponse).
     Frame(String),
-    /// Write this server message (numbered on reliable connections, raw for simple clients).
-    Deliver(Arc<Delivery>),
+    /// Write this payload as a server message (numbered on reliable connections, raw for
+    /// simple clients).
+    Deliver(Payload),
     /// Send `disconnected` with this reason and close with 1008.
     Close(String),
 }
@@ -149,7 +149,7 @@ async fn worker(
 }
 
 async fn handle(up: &Upstream, ctx: &EventContext, job: Job) -> Vec<PipeReply> {
-    let server = |p: Payload| PipeReply::Deliver(Delivery::new(From::Server, p));
+    let server = PipeReply::Deliver;
     match job {
         Job::Event {
             event,

@@ -32,10 +32,9 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 
 use super::envelope::{Body, Envelope, Message};
-use super::{Broker, Command, Member, Scope, SessionStore, Target, deliver_local};
+use super::{Broker, Command, Inbound, Member, Scope, SessionStore, Target, deliver_local};
 use crate::metrics;
-use crate::router::{Connection, Delivery, FanOut, Hub, Membership};
-use crate::server::AppState;
+use crate::registry::{Connection, Delivery, FanOut, Hub, Membership};
 pub use conn::Conn;
 
 /// Most pending broker operations; past it they are dropped and counted.
@@ -60,6 +59,10 @@ pub struct RedisSettings {
     pub history_ttl: Duration,
     /// How long a reliable session's record outlives its last activity.
     pub session_ttl: Duration,
+    /// Most messages a detached reliable session keeps (its outbox bound).
+    pub outbox_messages: usize,
+    /// Most bytes a detached reliable session keeps.
+    pub outbox_bytes: usize,
 }
 
 /// Deletes a hash field whose value starts with ARGV[2] (this node's name).
@@ -151,7 +154,7 @@ pub struct RedisBroker {
     pub(crate) pending: std::sync::atomic::AtomicUsize,
     pub(crate) interest: Mutex<HashMap<String, Interest>>,
     pub(crate) subscribed: tokio::sync::watch::Sender<u64>,
-    pub(crate) app: OnceLock<Weak<AppState>>,
+    pub(crate) inbound: OnceLock<Weak<dyn Inbound>>,
 }
 
 impl RedisBroker {
@@ -174,7 +177,7 @@ impl RedisBroker {
             pending: std::sync::atomic::AtomicUsize::new(0),
             interest: Mutex::new(HashMap::new()),
             subscribed: tokio::sync::watch::channel(0).0,
-            app: OnceLock::new(),
+            inbound: OnceLock::new(),
         });
         for ch in [
             keys::broadcast_channel(),
@@ -204,8 +207,9 @@ impl RedisBroker {
         self.conn.read().clone()
     }
 
-    pub(crate) fn app(&self) -> Option<Arc<AppState>> {
-        self.app.get().and_then(Weak::upgrade)
+    /// The node this broker delivers into, while it lives.
+    pub(crate) fn inbound(&self) -> Option<Arc<dyn Inbound>> {
+        self.inbound.get().and_then(Weak::upgrade)
     }
 
     /// Queues work for the worker without waiting; a full queue drops it.
@@ -367,8 +371,8 @@ impl Broker for RedisBroker {
         &self.settings.node_id
     }
 
-    fn attach(&self, app: Weak<AppState>) {
-        let _ = self.app.set(app);
+    fn attach(&self, inbound: Weak<dyn Inbound>) {
+        let _ = self.inbound.set(inbound);
     }
 
     fn is_ready(&self) -> bool {

@@ -15,7 +15,7 @@ use super::{RedisBroker, keys};
 use crate::cluster::envelope::{Body, Envelope};
 use crate::cluster::{Command, Resumable, Scope, SessionRecord, SessionStore, Target, token_hash};
 use crate::metrics;
-use crate::router::{Delivery, Position};
+use crate::registry::{Delivery, Position};
 
 /// Clears the owning node if it is still ARGV[1]; returns the session's incarnation, hub and
 /// user then (nothing otherwise).
@@ -357,7 +357,7 @@ impl RedisBroker {
 
     /// After an outage (a new incarnation of this node): the sessions it serves are held by
     /// the new incarnation, so the old one's death does not detach them.
-    pub(crate) async fn rehold(&self, c: &mut super::Conn, conn: &crate::router::Connection) {
+    pub(crate) async fn rehold(&self, c: &mut super::Conn, conn: &crate::registry::Connection) {
         let script = redis::Script::new(REHOLD);
         let mut call = script.key(keys::session(&conn.id));
         call.arg(&self.settings.node_id).arg(self.presence_name());
@@ -391,10 +391,7 @@ impl RedisBroker {
         sessions: &[(&str, &str)],
         frame: &str,
     ) -> redis::RedisResult<Vec<Kept>> {
-        let (messages, bytes) = self.app().map_or((1000, 16 << 20), |a| {
-            let l = &a.config.limits;
-            (l.outbox_messages, l.outbox_bytes)
-        });
+        let (messages, bytes) = (self.settings.outbox_messages, self.settings.outbox_bytes);
         let ttl = self.settings.session_ttl.as_secs().max(1);
         let mut p = redis::pipe();
         for (conn, dead) in sessions {

@@ -15,9 +15,9 @@ use super::conn::{Conn, PUSH_QUEUE, PushSink, message_of, shard_unsubscribed};
 use super::sessions::Kept;
 use super::{Detached, Job, RedisBroker, keys};
 use crate::cluster::envelope::{Body, Envelope};
-use crate::cluster::{Scope, Target, commands, deliver_local};
+use crate::cluster::{Scope, Target, deliver_local};
 use crate::metrics;
-use crate::router::{Delivery, Position};
+use crate::registry::{Delivery, Position};
 
 /// Most detached sessions written in one pipeline.
 const DETACHED_BATCH: usize = 256;
@@ -212,10 +212,10 @@ async fn resync(broker: &Arc<RedisBroker>, conn: &mut Conn) -> redis::RedisResul
         }
     }
     broker.subscribed.send_modify(|g| *g += 1);
-    let Some(app) = broker.app() else {
+    let Some(inbound) = broker.inbound() else {
         return Ok(());
     };
-    for hub in app.router.hubs() {
+    for hub in inbound.registry().hubs() {
         for c in hub.all_connections() {
             let mut cmds = broker.connection_presence(&c);
             for g in c.groups.lock().iter() {
@@ -487,7 +487,9 @@ async fn receive(
                 continue;
             }
         };
-        let Some(app) = broker.app() else { continue };
+        let Some(inbound) = broker.inbound() else {
+            continue;
+        };
         let mine = env.origin == broker.settings.node_id;
         match env.body {
             Body::Message(m) => {
@@ -495,7 +497,7 @@ async fn receive(
                 if mine && !is_group {
                     continue;
                 }
-                let Some(hub) = app.router.hub(&env.hub) else {
+                let Some(hub) = inbound.registry().hub(&env.hub) else {
                     continue;
                 };
                 let position = match (&m.target, id) {
@@ -509,7 +511,7 @@ async fn receive(
                 let d = Delivery::from_parts(m.frame, m.payload, position);
                 deliver_local(&hub, &m.target, &m.scope, &d);
             }
-            Body::Command(cmd) if !mine => commands::apply(&app, &env.hub, &cmd),
+            Body::Command(cmd) if !mine => inbound.run(&env.hub, &cmd),
             Body::Command(_) => {}
         }
     }

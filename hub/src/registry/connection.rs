@@ -1,0 +1,328 @@
+//! The shared handle of one client connection, as the registry and publishers see it.
+//!
+//! Publishers push pre-encoded messages into the connection's bounded outbox and never wait: a
+//! full outbox (in messages or bytes) marks the connection as a slow consumer and asks its
+//! session to close it, so one slow reader cannot stall a publisher or grow memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::socket::{Socket, Utf8Bytes};
+use parking_lot::Mutex;
+
+use super::roles::Roles;
+use crate::filter::{Filter, Target};
+use crate::protocol::server_frame::{self, From};
+use crate::protocol::{Payload, Subprotocol};
+use crate::upstream::EventContext;
+
+/// A new connection id: 128 random bits, URL-safe base64.
+pub fn new_connection_id() -> String {
+    use base64::Engine;
+    let b: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// One message on its way to many connections: encoded once, shared by all.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The JSON-protocol frame (without `sequenceId`).
+    pub json_frame: Utf8Bytes,
+    /// The payload, for simple WebSocket clients (raw frames).
+    pub payload: Payload,
+    /// The raw payload as text, when simple clients get a text frame.
+    pub raw_text: Option<Utf8Bytes>,
+    /// Where the message sits in its group's history, when the cluster keeps one.
+    pub position: Option<Position>,
+}
+
+/// A message's place in a group's history: the group and the history entry id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The group.
+    pub group: Arc<str>,
+    /// The entry id (milliseconds, sequence), ordered as the history is.
+    pub id: (u64, u64),
+}
+
+impl Delivery {
+    /// Encodes a message once for every protocol.
+    pub fn new(from: From<'_>, payload: Payload) -> Arc<Self> {
+        let frame = server_frame::message(from, &payload);
+        let raw_text = if payload.raw_is_binary() {
+            None
+        } else {
+            Utf8Bytes::try_from(payload.raw.clone()).ok()
+        };
+        Arc::new(Delivery {
+            json_frame: Utf8Bytes::from(frame),
+            payload,
+            raw_text,
+            position: None,
+        })
+    }
+
+    /// Rebuilds a message encoded elsewhere (another node), keeping its frame as it is.
+    pub fn from_parts(
+        json_frame: String,
+        payload: Payload,
+        position: Option<Position>,
+    ) -> Arc<Self> {
+        let raw_text = if payload.raw_is_binary() {
+            None
+        } else {
+            Utf8Bytes::try_from(payload.raw.clone()).ok()
+        };
+        Arc::new(Delivery {
+            json_frame: Utf8Bytes::from(json_frame),
+            payload,
+            raw_text,
+            position,
+        })
+    }
+
+    /// Bytes counted against a connection's outbox.
+    pub fn size(&self) -> usize {
+        self.json_frame.len()
+    }
+}
+
+/// What a session is asked to do by others.
+pub enum Control {
+    /// Send `disconnected` with the reason, close with the code, end the session.
+    Close {
+        /// Reason given to the client.
+        reason: String,
+        /// WebSocket close code.
+        code: u16,
+    },
+    /// A reliable client came back: continue the session on this socket.
+    Reattach(Box<Socket>),
+}
+
+/// Close code for sessions that must not be recovered (policy violation).
+pub const CLOSE_NO_RECOVERY: u16 = 1008;
+
+/// Why a publisher could not queue a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The connection is closing.
+    Closed,
+    /// The outbox was full; the connection is being closed as a slow consumer.
+    SlowConsumer,
+}
+
+/// The shared state of one connection.
+pub struct Connection {
+    /// Connection id.
+    pub id: Arc<str>,
+    /// Hub name.
+    pub hub: Arc<str>,
+    /// User id, if any.
+    pub user_id: Option<Arc<str>>,
+    /// Negotiated subprotocol.
+    pub protocol: Subprotocol,
+    /// Token proving a reliable client may resume this session.
+    pub reconnection_token: Option<Box<str>>,
+    /// Current permissions.
+    pub roles: Mutex<Roles>,
+    /// Groups this connection is in.
+    pub groups: Mutex<Vec<Arc<str>>>,
+    outbox: flume::Sender<Arc<Delivery>>,
+    control: flume::Sender<Control>,
+    queued_bytes: AtomicUsize,
+    max_queued_bytes: usize,
+    closing: AtomicBool,
+    handed_over: AtomicBool,
+}
+
+/// The session's ends of a connection's channels.
+pub struct ConnectionReceivers {
+    /// Messages to deliver.
+    pub outbox: flume::Receiver<Arc<Delivery>>,
+    /// Control requests.
+    pub control: flume::Receiver<Control>,
+}
+
+/// What is needed to create a connection handle.
+pub struct ConnectionSpec {
+    /// Connection id.
+    pub id: Arc<str>,
+    /// Hub name.
+    pub hub: Arc<str>,
+    /// User id, if any.
+    pub user_id: Option<Arc<str>>,
+    /// Negotiated subprotocol.
+    pub protocol: Subprotocol,
+    /// Initial roles.
+    pub roles: Roles,
+    /// Reconnection token (reliable protocol).
+    pub reconnection_token: Option<Box<str>>,
+    /// Outbox capacity in messages.
+    pub max_queued_messages: usize,
+    /// Outbox capacity in bytes.
+    pub max_queued_bytes: usize,
+}
+
+impl Connection {
+    /// Creates a connection handle and the session's receiving ends.
+    pub fn new(spec: ConnectionSpec) -> (Arc<Self>, ConnectionReceivers) {
+        let (otx, orx) = flume::bounded(spec.max_queued_messages.max(1));
+        let (ctx, crx) = flume::bounded(4);
+        let conn = Arc::new(Connection {
+            id: spec.id,
+            hub: spec.hub,
+            user_id: spec.user_id,
+            protocol: spec.protocol,
+            reconnection_token: spec.reconnection_token,
+            roles: Mutex::new(spec.roles),
+            groups: Mutex::new(Vec::new()),
+            outbox: otx,
+            control: ctx,
+            queued_bytes: AtomicUsize::new(0),
+            max_queued_bytes: spec.max_queued_bytes,
+            closing: AtomicBool::new(false),
+            handed_over: AtomicBool::new(false),
+        });
+        (
+            conn,
+            ConnectionReceivers {
+                outbox: orx,
+                control: crx,
+            },
+        )
+    }
+
+    /// Queues a message without waiting. A full outbox closes the connection.
+    pub fn push(&self, d: &Arc<Delivery>) -> Result<(), PushError> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(PushError::Closed);
+        }
+        let size = d.size();
+        let queued = self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        if queued > self.max_queued_bytes {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            self.kick_slow_consumer();
+            return Err(PushError::SlowConsumer);
+        }
+        match self.outbox.try_send(d.clone()) {
+            Ok(()) => Ok(()),
+            Err(flume::TrySendError::Full(_)) => {
+                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                self.kick_slow_consumer();
+                Err(PushError::SlowConsumer)
+            }
+            Err(flume::TrySendError::Disconnected(_)) => {
+                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                Err(PushError::Closed)
+            }
+        }
+    }
+
+    /// Called by the session for each message taken from the outbox.
+    pub fn dequeued(&self, d: &Delivery) {
+        self.queued_bytes.fetch_sub(d.size(), Ordering::Relaxed);
+    }
+
+    fn kick_slow_consumer(&self) {
+        if !self.closing.swap(true, Ordering::Relaxed) {
+            crate::metrics::global().slow_consumer_kicks.inc();
+            let _ = self.control.try_send(Control::Close {
+                reason: "Slow consumer: the connection's outbox is full".into(),
+                code: CLOSE_NO_RECOVERY,
+            });
+        }
+    }
+
+    /// Asks the session to close with a reason (REST close, shutdown). Returns false if it was
+    /// already closing.
+    pub fn close(&self, reason: &str, code: u16) -> bool {
+        if self.closing.swap(true, Ordering::Relaxed) {
+            return false;
+        }
+        let _ = self.control.try_send(Control::Close {
+            reason: reason.to_string(),
+            code,
+        });
+        true
+    }
+
+    /// Hands a new socket to a reliable session. Gives the socket back if the session is gone
+    /// or closing.
+    pub fn reattach(&self, ws: Box<Socket>) -> Result<(), Option<Box<Socket>>> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(Some(ws));
+        }
+        self.control
+            .try_send(Control::Reattach(ws))
+            .map_err(|e| match e.into_inner() {
+                Control::Reattach(ws) => Some(ws),
+                Control::Close { .. } => None,
+            })
+    }
+
+    /// Ends the session here because another node resumes it: its shared state stays.
+    pub fn hand_over(&self) {
+        self.handed_over.store(true, Ordering::Relaxed);
+        self.close("The session moved to another node", 1001);
+    }
+
+    /// Whether the session was handed over to another node.
+    pub fn is_handed_over(&self) -> bool {
+        self.handed_over.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection is closing.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Records that this connection joined `group`; false if it already had.
+    pub(crate) fn add_group(&self, group: &Arc<str>) -> bool {
+        let mut g = self.groups.lock();
+        if g.iter().any(|x| x == group) {
+            return false;
+        }
+        g.push(group.clone());
+        true
+    }
+
+    /// Records that this connection left `group`; false if it was not in it.
+    pub(crate) fn remove_group(&self, group: &str) -> bool {
+        let mut g = self.groups.lock();
+        match g.iter().position(|x| &**x == group) {
+            Some(i) => {
+                g.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Who this connection is, as upstream events name it (before a connect handler's choice
+    /// of subprotocol, which the upstream client remembers).
+    pub fn event_context(&self) -> EventContext {
+        EventContext {
+            hub: self.hub.clone(),
+            connection_id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            subprotocol: self.protocol.name().map(Arc::from),
+        }
+    }
+
+    /// Whether an OData filter is true for this connection (reads its groups under their
+    /// lock).
+    pub fn matches(&self, filter: &Filter) -> bool {
+        let groups = self.groups.lock();
+        filter.matches(&Target {
+            connection_id: &self.id,
+            user_id: self.user_id.as_deref(),
+            groups: &groups,
+        })
+    }
+
+    /// Whether this connection is in `group`.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.lock().iter().any(|x| &**x == group)
+    }
+}

@@ -1,0 +1,15 @@
+//! The hub's end-to-end suite: every test starts the real `nerve` binary on a free port and
+//! speaks to it as users do, over WebSocket, REST, webhooks and the agent bus. One binary holds
+//! every area, so the suite links once and shares one harness.
+
+mod harness;
+
+mod a2a;
+mod bridge;
+mod limits;
+mod otel;
+mod rest;
+mod security;
+mod soak;
+mod upstream;
+mod ws;
