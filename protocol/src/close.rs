@@ -12,11 +12,14 @@ pub const GOING_AWAY: u16 = 1001;
 pub const UNSUPPORTED_DATA: u16 = 1003;
 /// Close code: a frame that could not be understood (not JSON, not UTF-8, missing fields).
 pub const INVALID_PAYLOAD: u16 = 1007;
-/// Close code: a policy was broken (rate limit, permission, full buffer, closed by REST). On a
-/// reliable connection it also means "do not recover": the session is gone.
-pub const POLICY_VIOLATION: u16 = 1008;
+/// Close code 1008 (policy violation): the session is over and a reliable client must not try
+/// to recover it, only connect afresh. Every refusal that ends a session uses it (rate limit,
+/// permission, full buffer, closed by REST, unknown session).
+pub const NO_RECOVERY: u16 = 1008;
 /// Close code: a message over the size limit.
 pub const TOO_BIG: u16 = 1009;
+/// Close code: the node cannot take the connection now; the client may retry (elsewhere).
+pub const TRY_AGAIN_LATER: u16 = 1013;
 
 /// The error name of a failed request, as the `name` of an `error` object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -156,8 +156,7 @@ impl Driver {
                     self.lost_at.get_or_insert_with(Instant::now);
                     let reason = format!("socket closed (code {code:?})");
                     let _ = self.events.send(HubEvent::Disconnected { reason }).await;
-                    if code == Some(close::POLICY_VIOLATION) || self.opts.protocol != JSON_RELIABLE
-                    {
+                    if code == Some(close::NO_RECOVERY) || self.opts.protocol != JSON_RELIABLE {
                         self.forget("the connection was closed and cannot be recovered");
                     }
                 }
