@@ -2,8 +2,9 @@
 //!
 //! The data flow: [`transport`] accepts a WebSocket (token, subprotocol, reconnection), a
 //! [`session`] runs per connection, the [`router`] holds every hub's connections, users and
-//! groups and fans messages out into per-connection outboxes. [`protocol`] is the pure wire
-//! format; [`server`] wires the HTTP routes together.
+//! groups and fans messages out into per-connection outboxes. The wire format is the
+//! `nerve_protocol` crate (frames, codecs, close codes); [`server`] wires the HTTP routes
+//! together.
 
 pub mod auth;
 pub mod bus;
@@ -15,7 +16,6 @@ pub mod limits;
 pub mod metrics;
 pub mod names;
 pub mod node;
-pub mod protocol;
 pub mod registry;
 
 pub mod session;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 pub use connection::{
-    CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery,
-    Position, PushError, new_connection_id,
+    Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery, Position, PushError,
+    new_connection_id,
 };
 pub use hub::{FanOut, Group, Hub};
 pub use roles::{Permission, Roles};
