@@ -186,17 +186,4 @@ impl<'a> ServerFrame<'a> {
             error: Some(error),
         }
     }
-
-    /// The frame's `type`, as the protocol names it.
-    pub fn kind(&self) -> &str {
-        match self {
-            ServerFrame::Connected { .. } | ServerFrame::Disconnected { .. } => "system",
-            ServerFrame::Message(_) => "message",
-            ServerFrame::Ack { .. } => "ack",
-            ServerFrame::InvokeResponse { .. } => "invokeResponse",
-            ServerFrame::Pong => "pong",
-            ServerFrame::StreamClosed { .. } => "streamClosed",
-            ServerFrame::Unknown { kind } => kind,
-        }
-    }
 }

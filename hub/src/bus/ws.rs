@@ -211,7 +211,7 @@ fn op_data(payload: &Payload) -> Result<Value, OpError> {
 }
 
 /// The `invokeResponse` for an operation's result.
-pub fn invoke_response(id: &str, r: Result<Value, OpError>) -> String {
+fn invoke_response(id: &str, r: Result<Value, OpError>) -> String {
     match r {
         Ok(data) => ServerFrame::invoke_ok(id, Some(Payload::from_value(&data))),
         Err(e) => ServerFrame::invoke_err(id, e.body()),
@@ -220,6 +220,6 @@ pub fn invoke_response(id: &str, r: Result<Value, OpError>) -> String {
 }
 
 /// The `ack` for an event with an `ackId`.
-pub fn ack_frame(id: u64, r: Result<(), OpError>) -> String {
+fn ack_frame(id: u64, r: Result<(), OpError>) -> String {
     ServerFrame::ack(id, r.map_err(|e| e.body())).to_json()
 }

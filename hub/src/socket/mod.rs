@@ -54,11 +54,11 @@ mod tests {
     #[test]
     fn close_reasons_are_cut_on_a_char_boundary() {
         let long = "é".repeat(100);
-        let Message::Close(Some(f)) = close_frame(1008, &long) else {
+        let Message::Close(Some(f)) = close_frame(nerve_protocol::close::NO_RECOVERY, &long) else {
             panic!("not a close frame");
         };
         assert!(f.reason.len() <= 123);
-        assert_eq!(u16::from(f.code), 1008);
+        assert_eq!(u16::from(f.code), nerve_protocol::close::NO_RECOVERY);
         assert!(long.starts_with(f.reason.as_str()));
     }
 }

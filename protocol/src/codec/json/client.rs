@@ -52,6 +52,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     };
     let ack_id = raw.ack_id;
     let fail = |reason: String| FrameError { ack_id, reason };
+    let data = || payload(raw.data_type.as_deref(), raw.data).map_err(|e| fail(e.to_string()));
     let kind = raw
         .kind
         .as_deref()
@@ -82,8 +83,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
                     stream_id,
                 });
             }
-            let payload =
-                payload(raw.data_type.as_deref(), raw.data).map_err(|e| fail(e.to_string()))?;
+            let payload = data()?;
             Ok(ClientFrame::SendToGroup {
                 group,
                 ack_id,
@@ -93,8 +93,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         }
         "event" => {
             let event = valid_event(raw.event).map_err(fail)?;
-            let payload =
-                payload(raw.data_type.as_deref(), raw.data).map_err(|e| fail(e.to_string()))?;
+            let payload = data()?;
             Ok(ClientFrame::Event {
                 event,
                 ack_id,
@@ -108,8 +107,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| fail("'invoke' requires a non-empty 'invocationId'".into()))?;
             let event = valid_event(raw.event).map_err(fail)?;
-            let payload =
-                payload(raw.data_type.as_deref(), raw.data).map_err(|e| fail(e.to_string()))?;
+            let payload = data()?;
             Ok(ClientFrame::Invoke {
                 invocation_id,
                 event,
