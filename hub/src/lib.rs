@@ -1,28 +1,39 @@
 //! Nerve hub: a real-time WebSocket pub/sub hub, wire-compatible with Azure Web PubSub.
 //!
-//! The data flow: [`transport`] accepts a WebSocket (token, subprotocol, reconnection), a
-//! [`session`] runs per connection, the [`router`] holds every hub's connections, users and
-//! groups and fans messages out into per-connection outboxes. The wire format is the
-//! `nerve_protocol` crate (frames, codecs, close codes); [`server`] wires the HTTP routes
-//! together.
+//! The modules stand in layers and depend only downwards (`ARCHITECTURE.md` beside this
+//! crate draws them, with the path of one message):
+//!
+//! ```text
+//! http                 routes, serving, the client handshake, the REST API, errors → responses
+//! session   bus        one task per connection (and `session::open`, the one way one starts);
+//!                      the agent bus bridge and the A2A gateway
+//! node                 the node's shared state and `ops`, the one home of every registry operation
+//! cluster              Broker, SessionStore and the Inbound callback; in-memory and Redis engines
+//! registry             hubs, connections, users, groups, encode-once fan-out into outboxes
+//! leaves               auth, config, filter, limits, metrics, names, socket, telemetry,
+//!                      tls, upstream
+//! ```
+//!
+//! Only what the `nerve` binary, the fuzz targets and the tests need is public.
+//!
+//! The wire format (frames, codecs, close codes) is the `nerve_protocol` crate, below them all.
 
 pub mod auth;
-pub mod bus;
-pub mod cluster;
+mod bus;
+mod cluster;
 pub mod config;
 pub mod filter;
-pub mod http;
-pub mod limits;
-pub mod metrics;
-pub mod names;
-pub mod node;
-pub mod registry;
-
-pub mod session;
-pub mod socket;
+mod http;
+mod limits;
+mod metrics;
+mod names;
+mod node;
+mod registry;
+mod session;
+mod socket;
 pub mod telemetry;
-pub mod tls;
-pub mod upstream;
+mod tls;
+mod upstream;
 
 pub use config::Config;
 pub use http::serve;

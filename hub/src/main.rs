@@ -127,8 +127,8 @@ fn serve_until_signal(config: Config) -> anyhow::Result<()> {
 }
 
 fn print_banner(state: &Node, bound: std::net::SocketAddr) {
-    let endpoint = state.config.endpoint(bound);
-    let key = state.keys.primary();
+    let endpoint = state.config().endpoint(bound);
+    let key = state.keys().primary();
     let hub = "chat";
     let ws_endpoint = endpoint
         .replacen("http://", "ws://", 1)
@@ -139,13 +139,13 @@ fn print_banner(state: &Node, bound: std::net::SocketAddr) {
         "webpubsub.sendToGroup".to_string(),
     ];
     let token = state
-        .keys
+        .keys()
         .client_token(&aud, Some("demo"), &roles, &[], 3600);
     println!("Nerve is listening on {bound}");
     println!();
     println!("Connection string (for the Azure Web PubSub server SDKs):");
     println!("Endpoint={endpoint};AccessKey={key};Version=1.0;");
-    if state.config.generated_key {
+    if state.config().generated_key {
         println!("(a random access key was generated; pass --access-key to fix one)");
     }
     println!();

@@ -18,8 +18,8 @@ mod remote;
 mod ws;
 
 use crate::config::bus::{BusSettings, BusTransport};
-pub use grants::{Grants, TokenError, Verb, verify as grants_of};
-pub use ops::{OpError, call};
+pub use grants::{Grants, Verb, verify as grants_of};
+pub use ops::OpError;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 mod rate;
 mod settings;
 
-pub use rate::{Admission, ConnectionBudget, ConnectionRate, RestCaller, RestRate, TokenBucket};
+pub use rate::{Admission, ConnectionBudget, ConnectionRate, RestCaller, RestRate};
 pub use settings::Limits;
 
 use crate::metrics;

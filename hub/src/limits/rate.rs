@@ -209,6 +209,7 @@ impl ConnectionBudget {
     }
 
     /// Connections admitted and not yet given back.
+    #[cfg(test)]
     pub fn admitted(&self) -> usize {
         self.total.load(Ordering::Acquire)
     }

@@ -7,7 +7,7 @@
 mod broker_suite;
 mod ops;
 
-pub use ops::{Announce, JoinRefused};
+pub use ops::Announce;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,23 +27,23 @@ use crate::upstream::{Upstream, UpstreamSetup};
 /// One hub node: what handlers and sessions share.
 pub struct Node {
     /// The effective configuration.
-    pub config: Config,
+    pub(crate) config: Config,
     /// Access keys for tokens.
-    pub keys: AccessKeys,
+    pub(crate) keys: AccessKeys,
     /// Connections, users and groups.
-    pub registry: Registry,
+    pub(crate) registry: Registry,
     /// Upstream event handlers (CloudEvents webhooks).
-    pub upstream: Arc<Upstream>,
+    pub(crate) upstream: Arc<Upstream>,
     /// How messages and registry operations reach other nodes.
-    pub broker: Arc<dyn Broker>,
+    pub(crate) broker: Arc<dyn Broker>,
     /// Cancelled when the hub shuts down.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// Every session task, awaited on shutdown.
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// Client connections admitted, per node and per user.
-    pub budget: ConnectionBudget,
+    pub(crate) budget: ConnectionBudget,
     /// REST request rates per caller.
-    pub rest_rate: RestRate,
+    pub(crate) rest_rate: RestRate,
     ready: AtomicBool,
     public_host: Option<String>,
 }
@@ -78,23 +78,33 @@ impl Node {
     }
 
     /// Marks the node as serving (its listener is accepting).
-    pub fn start_serving(&self) {
+    pub(crate) fn start_serving(&self) {
         self.ready.store(true, Ordering::Relaxed);
     }
 
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The access keys tokens are signed with.
+    pub fn keys(&self) -> &AccessKeys {
+        &self.keys
+    }
+
     /// Host of the configured public endpoint, if any (lowercase).
-    pub fn public_host(&self) -> Option<&str> {
+    pub(crate) fn public_host(&self) -> Option<&str> {
         self.public_host.as_deref()
     }
 
     /// Whether the hub serves (liveness): started and not shutting down.
-    pub fn is_serving(&self) -> bool {
+    pub(crate) fn is_serving(&self) -> bool {
         self.ready.load(Ordering::Relaxed) && !self.shutdown.is_cancelled()
     }
 
     /// Whether the hub should get traffic (readiness): serving, and in a cluster, reaching
     /// the other nodes through Redis.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.is_serving() && self.broker.is_ready()
     }
 }

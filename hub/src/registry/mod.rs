@@ -10,10 +10,9 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 pub use connection::{
-    Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery, Position, PushError,
-    new_connection_id,
+    Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery, Position, new_connection_id,
 };
-pub use hub::{FanOut, Group, Hub};
+pub use hub::{FanOut, Hub};
 pub use roles::{Permission, Roles};
 
 use crate::names::normalize_hub;
@@ -42,6 +41,7 @@ pub struct Registry {
 
 impl Registry {
     /// An empty router.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }

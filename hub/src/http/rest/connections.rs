@@ -112,31 +112,25 @@ pub(super) async fn grant(call: &Call, p: Permission, id: &str) -> Result<Respon
             "connection '{id}' does not exist"
         )));
     }
-    run_command(
-        call,
-        Command::Permission {
-            conn: id.to_string(),
-            permission: permission_name(p).to_string(),
-            target,
-            grant: true,
-        },
-    );
+    set_permission(call, p, id, target, true);
     Ok(status(StatusCode::OK))
 }
 
 /// DELETE `/permissions/{permission}/connections/{id}`: 204.
 pub(super) fn revoke(call: &Call, p: Permission, id: &str) -> Result<Response, ApiError> {
     let target = target(call)?;
-    run_command(
-        call,
-        Command::Permission {
-            conn: id.to_string(),
-            permission: permission_name(p).to_string(),
-            target,
-            grant: false,
-        },
-    );
+    set_permission(call, p, id, target, false);
     Ok(status(StatusCode::NO_CONTENT))
+}
+
+fn set_permission(call: &Call, p: Permission, id: &str, target: Option<String>, grant: bool) {
+    let cmd = Command::Permission {
+        conn: id.to_string(),
+        permission: permission_name(p).to_string(),
+        target,
+        grant,
+    };
+    run_command(call, cmd);
 }
 
 /// HEAD `/permissions/{permission}/connections/{id}`: 200 if held, else 404. A connection on
