@@ -20,7 +20,7 @@ use crate::error::{BusError, check_name};
 use crate::handler::{HandlerError, TaskContext, TaskResult};
 use crate::rpc::{Request, RequestFn};
 use crate::submit::DEAD_LETTERED;
-use crate::task::{Applied, TaskEvent, TaskRecord};
+use crate::task::{Applied, Lifecycle, TaskEvent, TaskRecord};
 use crate::transport::Delivery;
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;

@@ -17,7 +17,7 @@ use crate::config::BusConfig;
 use crate::envelope::{Envelope, new_id, types};
 use crate::error::{BusError, check_name};
 use crate::stats::BusStats;
-use crate::task::{Applied, TaskEvent, TaskRecord};
+use crate::task::{Applied, Lifecycle, TaskEvent, TaskRecord};
 use crate::transport::{
     DeadLetter, Delivery, MemoryTransport, Partition, QueueLevels, RedisTransport, SharedContext,
     Transport,

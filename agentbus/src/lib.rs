@@ -8,7 +8,7 @@
 
 #![warn(missing_docs)]
 
-pub mod a2a;
+pub use nerve_protocol::a2a;
 mod agent;
 mod bus;
 pub mod clock;
@@ -39,6 +39,6 @@ pub use handler::{HandlerError, TaskContext, TaskResult};
 pub use rpc::Request;
 pub use stats::{BusStats, BusStatsSnapshot};
 pub use submit::{DEAD_LETTERED, SubmitRequest, TaskHandle};
-pub use task::{TaskEvent, TaskRecord};
+pub use task::{Lifecycle, TaskEvent, TaskRecord};
 pub use transport::{DeadLetter, EnqueueOutcome, Partition, QueueLevels, SharedContext, Transport};
 pub use watch::TaskUpdates;

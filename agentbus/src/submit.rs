@@ -11,7 +11,7 @@ use crate::bus::Bus;
 use crate::clock;
 use crate::envelope::{Envelope, new_id, types};
 use crate::error::{BusError, check_name};
-use crate::task::TaskRecord;
+use crate::task::{Lifecycle, TaskRecord};
 use crate::transport::{EnqueueOutcome, Partition};
 use crate::waiters::{WaitGuard, WakeOn};
 

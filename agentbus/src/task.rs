@@ -1,6 +1,6 @@
-//! The task lifecycle: A2A v1.0 states, the legal transitions between them, and the task record
-//! the bus stores per task. Pure code: the transports store records and compare versions, this
-//! module decides what an update does to a record.
+//! The task lifecycle: the legal transitions between A2A v1.0 states, and what an update does
+//! to the task record the bus stores per task. Pure code: the transports store records and
+//! compare versions, this module decides what an update does to a record.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -102,33 +102,31 @@ pub enum TransitionError {
     NotInterrupted(TaskState),
 }
 
-/// A task as the bus stores it: the A2A task plus routing, correlation and a version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskRecord {
-    /// The A2A task (status, history, artifacts).
-    pub task: Task,
-    /// Bumped by every change; updates based on an older version are no-ops.
-    pub version: u64,
-    /// The capability it was submitted to.
-    pub capability: String,
-    /// The chain it belongs to.
-    pub correlation_id: String,
-    /// Id of the `bus.task.submitted` event.
-    pub submitted_event_id: String,
-    /// Id of the event that caused the submission (the parent task's event for sub-tasks).
-    pub caused_by: Option<String>,
-    /// Agent that last worked on it.
-    pub agent: Option<String>,
-    /// Unix ms when submitted.
-    pub created_ms: u64,
-    /// Unix ms of the last change.
-    pub updated_ms: u64,
+/// A task as the bus stores it; its wire shape lives with the protocol, its life here.
+pub use nerve_protocol::bus::TaskRecord;
+
+/// How a task record comes to be and changes: the bus's side of [`TaskRecord`].
+pub trait Lifecycle {
+    /// A freshly submitted task at version 1, with the request in its history.
+    fn submitted(
+        id: &str,
+        context_id: &str,
+        capability: &str,
+        request: Message,
+        correlation_id: &str,
+        submitted_event_id: &str,
+    ) -> Self;
+
+    /// Applies `event`; `if_version` is the version the writer last saw (`None`: latest).
+    fn apply(
+        &mut self,
+        event: &TaskEvent,
+        if_version: Option<u64>,
+    ) -> Result<Applied, TransitionError>;
 }
 
-impl TaskRecord {
-    /// A freshly submitted task at version 1, with the request in its history.
-    pub fn submitted(
+impl Lifecycle for TaskRecord {
+    fn submitted(
         id: &str,
         context_id: &str,
         capability: &str,
@@ -161,13 +159,7 @@ impl TaskRecord {
         }
     }
 
-    /// The current state.
-    pub fn state(&self) -> TaskState {
-        self.task.status.state
-    }
-
-    /// Applies `event`; `if_version` is the version the writer last saw (`None`: latest).
-    pub fn apply(
+    fn apply(
         &mut self,
         event: &TaskEvent,
         if_version: Option<u64>,
@@ -203,7 +195,7 @@ impl TaskRecord {
                 for (k, v) in metadata {
                     self.task.metadata.insert(k.clone(), v.clone());
                 }
-                self.set_status(*state, message.clone());
+                set_status(self, *state, message.clone());
             }
             TaskEvent::Artifact {
                 artifact, append, ..
@@ -233,21 +225,21 @@ impl TaskRecord {
                     return Err(TransitionError::NotInterrupted(current));
                 }
                 self.task.history.push(message.clone());
-                self.set_status(TaskState::Working, None);
+                set_status(self, TaskState::Working, None);
             }
         }
         self.version += 1;
         self.updated_ms = clock::now_ms();
         Ok(Applied::Changed)
     }
+}
 
-    fn set_status(&mut self, state: TaskState, message: Option<Message>) {
-        self.task.status = TaskStatus {
-            state,
-            message,
-            timestamp: Some(clock::now_rfc3339()),
-        };
-    }
+fn set_status(record: &mut TaskRecord, state: TaskState, message: Option<Message>) {
+    record.task.status = TaskStatus {
+        state,
+        message,
+        timestamp: Some(clock::now_rfc3339()),
+    };
 }
 
 #[cfg(test)]

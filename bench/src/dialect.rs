@@ -1,16 +1,15 @@
 //! The three wire dialects the load generator speaks with one client implementation.
 //!
-//! Nerve speaks the Azure `json.webpubsub.azure.v1` subprotocol, the peer speaks Socket.IO v4
-//! over a plain WebSocket (engine.io packet types in the first character), and the raw-limit
-//! server takes and sends bare payload frames. This module is the pure encoding and
-//! classification of frames; the connection loop in `client` drives it.
+//! Nerve speaks the Azure `json.webpubsub.azure.v1` subprotocol (its frames come from
+//! `nerve-protocol`), the peer speaks Socket.IO v4 over a plain WebSocket (engine.io packet
+//! types in the first character), and the raw-limit server takes and sends bare payload frames.
+//! This module is the pure encoding and classification of frames; the connection loop in
+//! `client` drives it.
 
+use nerve_protocol::{ClientFrame, Payload, ServerFrame, subprotocol};
 use serde::{Deserialize, Serialize};
 
 use crate::payload::{self, Stamp};
-
-/// The Azure Web PubSub JSON subprotocol Nerve implements.
-pub const AZURE_SUBPROTOCOL: &str = "json.webpubsub.azure.v1";
 
 /// Which server a client talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -41,16 +40,6 @@ pub enum Incoming {
     Other,
 }
 
-#[derive(Deserialize)]
-struct AzureFrame<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
-    #[serde(rename = "ackId")]
-    ack_id: Option<u64>,
-    success: Option<bool>,
-    error: Option<serde_json::Value>,
-}
-
 impl Dialect {
     /// The request path (with query, without token) a client in `group` connects to.
     pub fn path(self, hub: &str, group: Option<&str>) -> String {
@@ -64,7 +53,7 @@ impl Dialect {
     /// The subprotocol to offer on the upgrade, if any.
     pub fn subprotocol(self) -> Option<&'static str> {
         match self {
-            Dialect::Azure => Some(AZURE_SUBPROTOCOL),
+            Dialect::Azure => Some(subprotocol::JSON),
             Dialect::SocketIo | Dialect::Raw => None,
         }
     }
@@ -73,7 +62,11 @@ impl Dialect {
     pub fn join_frame(self, group: &str) -> Option<String> {
         match self {
             Dialect::Azure => Some(
-                serde_json::json!({"type": "joinGroup", "group": group, "ackId": 1}).to_string(),
+                ClientFrame::JoinGroup {
+                    group: group.to_string(),
+                    ack_id: Some(1),
+                }
+                .to_json(),
             ),
             Dialect::SocketIo => Some(format!(r#"421["join",{}]"#, json_str(group))),
             Dialect::Raw => None,
@@ -83,11 +76,13 @@ impl Dialect {
     /// The frame that publishes `payload` to `group` (the sender is a member and gets it too).
     pub fn publish_frame(self, group: &str, payload: &str) -> String {
         match self {
-            Dialect::Azure => format!(
-                r#"{{"type":"sendToGroup","group":{},"dataType":"text","data":{}}}"#,
-                json_str(group),
-                json_str(payload)
-            ),
+            Dialect::Azure => ClientFrame::SendToGroup {
+                group: group.to_string(),
+                ack_id: None,
+                no_echo: false,
+                payload: Payload::text(payload),
+            }
+            .to_json(),
             Dialect::SocketIo => {
                 format!(r#"42["publish",{},{}]"#, json_str(group), json_str(payload))
             }
@@ -110,17 +105,11 @@ impl Dialect {
 }
 
 fn classify_azure(text: &str) -> Incoming {
-    let Ok(frame) = serde_json::from_str::<AzureFrame>(text) else {
-        return Incoming::Other;
-    };
-    match (frame.kind, frame.ack_id, frame.success) {
-        ("ack", Some(_), Some(true)) => Incoming::Joined,
-        ("ack", _, _) => Incoming::Refused(
-            frame
-                .error
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| text.to_string()),
-        ),
+    match ServerFrame::from_json(text) {
+        Ok(ServerFrame::Ack { error: None, .. }) => Incoming::Joined,
+        Ok(ServerFrame::Ack { error: Some(e), .. }) => {
+            Incoming::Refused(format!("{}: {}", e.name, e.message))
+        }
         _ => Incoming::Other,
     }
 }
@@ -147,9 +136,12 @@ mod tests {
     fn azure_frames_follow_the_reference() {
         let d = Dialect::Azure;
         assert_eq!(d.path("bench", Some("g")), "/client/hubs/bench");
+        let join: Option<serde_json::Value> = d
+            .join_frame("g")
+            .and_then(|f| serde_json::from_str(&f).ok());
         assert_eq!(
-            d.join_frame("g").as_deref(),
-            Some(r#"{"ackId":1,"group":"g","type":"joinGroup"}"#)
+            join,
+            Some(serde_json::json!({"ackId": 1, "group": "g", "type": "joinGroup"}))
         );
         let p = payload::build(1, 2, 10);
         let v: serde_json::Value = serde_json::from_str(&d.publish_frame("g", &p)).unwrap();

@@ -10,11 +10,13 @@
 //! node                 the node's shared state and `ops`, the one home of every registry operation
 //! cluster              Broker, SessionStore and the Inbound callback; in-memory and Redis engines
 //! registry             hubs, connections, users, groups, encode-once fan-out into outboxes
-//! leaves               auth, config, filter, limits, metrics, names, protocol, socket,
-//!                      telemetry, tls, upstream
+//! leaves               auth, config, filter, limits, metrics, names, socket, telemetry,
+//!                      tls, upstream
 //! ```
 //!
 //! Only what the `nerve` binary, the fuzz targets and the tests need is public.
+//!
+//! The wire format (frames, codecs, close codes) is the `nerve_protocol` crate, below them all.
 
 pub mod auth;
 mod bus;
@@ -26,7 +28,6 @@ mod limits;
 mod metrics;
 mod names;
 mod node;
-pub mod protocol;
 mod registry;
 mod session;
 mod socket;

@@ -12,6 +12,8 @@ use serde_json::{Map, Value};
 
 use crate::clock;
 
+/// A new sortable event id (ULID), strictly increasing within the process.
+pub use nerve_protocol::id::new_id;
 pub use validate::{EnvelopeError, validate_traceparent};
 
 /// The only CloudEvents version the bus speaks.
@@ -93,19 +95,6 @@ pub struct Envelope {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
-}
-
-/// A new sortable event id (ULID), strictly increasing within the process, so ids made in
-/// the same millisecond still sort in creation order.
-pub fn new_id() -> String {
-    static GENERATOR: std::sync::Mutex<ulid::Generator> =
-        std::sync::Mutex::new(ulid::Generator::new());
-    let mut generator = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
-    // The random part overflows only after 2^80 ids in one millisecond.
-    generator
-        .generate()
-        .unwrap_or_else(|_| ulid::Ulid::new())
-        .to_string()
 }
 
 impl Envelope {

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
+use nerve_protocol::ErrorName;
+use nerve_protocol::a2a::{self, AgentCard, AgentSkill, Message, Part, Task};
+use nerve_protocol::bus::{Push, TaskPush, TaskRecord, message_text};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,45 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusClient, Until};
 use crate::error::{ClientError, Result};
-use crate::task::{Push, Submit, TaskPush, TaskRecord, message_text};
-
-/// An agent card: who the agent is and which skills (capabilities) it serves.
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentCard {
-    /// Stable agent id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// What it does.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Its skills; `Agent::skill` adds missing ones.
-    pub skills: Vec<Skill>,
-}
-
-impl AgentCard {
-    /// A card with no skills yet.
-    pub fn new(id: &str, name: &str) -> AgentCard {
-        AgentCard {
-            id: id.into(),
-            name: name.into(),
-            description: None,
-            skills: Vec::new(),
-        }
-    }
-}
-
-/// One skill of a card; its id is the capability.
-#[derive(Debug, Clone, Serialize)]
-pub struct Skill {
-    /// The capability, e.g. `billing.refund`.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// What it does.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
+use crate::task::Submit;
 
 /// How a handler ends a task other than completing it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,15 +43,11 @@ impl From<ClientError> for TaskError {
     }
 }
 
-/// A streamed artifact.
+/// A streamed artifact chunk: an A2A artifact and how it extends earlier chunks.
 #[derive(Debug, Clone)]
 pub struct Artifact {
-    /// Artifact id (chunks with the same id and `append` extend it).
-    pub artifact_id: String,
-    /// Optional name.
-    pub name: Option<String>,
-    /// A2A parts (`{"text": …}` or `{"data": …}`).
-    pub parts: Vec<Value>,
+    /// The artifact (chunks with the same id and `append` extend it).
+    pub artifact: a2a::Artifact,
     /// Append to an earlier chunk.
     pub append: bool,
     /// The last chunk.
@@ -97,20 +57,24 @@ pub struct Artifact {
 impl Artifact {
     /// A one-part data artifact.
     pub fn data(artifact_id: &str, data: Value) -> Artifact {
-        Artifact {
-            artifact_id: artifact_id.into(),
-            name: None,
-            parts: vec![json!({"data": data})],
-            append: false,
-            last_chunk: false,
-        }
+        Artifact::of(artifact_id, Part::data(data))
     }
 
     /// A one-part text artifact.
     pub fn text(artifact_id: &str, text: &str) -> Artifact {
+        Artifact::of(artifact_id, Part::text(text))
+    }
+
+    fn of(artifact_id: &str, part: Part) -> Artifact {
         Artifact {
-            parts: vec![json!({"text": text})],
-            ..Artifact::data(artifact_id, Value::Null)
+            artifact: a2a::Artifact {
+                artifact_id: artifact_id.into(),
+                name: None,
+                parts: vec![part],
+                metadata: Default::default(),
+            },
+            append: false,
+            last_chunk: false,
         }
     }
 }
@@ -128,32 +92,29 @@ pub struct TaskContext {
     /// How many times it has been delivered.
     pub deliveries: u64,
     /// The A2A Task as delivered.
-    pub task: Value,
+    pub task: Task,
     cancel: CancellationToken,
 }
 
 impl TaskContext {
     /// The request message (`history[0]`).
-    pub fn message(&self) -> &Value {
-        &self.task["history"][0]
+    pub fn message(&self) -> Option<&Message> {
+        self.task.history.first()
     }
 
     /// The request's text parts, joined.
     pub fn text(&self) -> String {
-        message_text(self.message())
+        self.message().map(message_text).unwrap_or_default()
     }
 
     /// The request's first data part.
     pub fn data(&self) -> Option<&Value> {
-        self.message()["parts"]
-            .as_array()?
-            .iter()
-            .find_map(|p| p.get("data"))
+        self.message()?.parts.iter().find_map(|p| p.data.as_ref())
     }
 
     /// The conversation id.
     pub fn context_id(&self) -> Option<&str> {
-        self.task["contextId"].as_str()
+        Some(self.task.context_id.as_str()).filter(|c| !c.is_empty())
     }
 
     /// The bus connection, for other operations.
@@ -171,11 +132,7 @@ impl TaskContext {
 
     /// Streams an artifact chunk; returns the task version.
     pub async fn artifact(&self, a: Artifact) -> Result<u64> {
-        let mut artifact = json!({"artifactId": a.artifact_id, "parts": a.parts});
-        if let Some(n) = a.name {
-            artifact["name"] = n.into();
-        }
-        let data = json!({"taskId": self.id, "artifact": artifact, "append": a.append,
+        let data = json!({"taskId": self.id, "artifact": a.artifact, "append": a.append,
                           "lastChunk": a.last_chunk});
         Ok(self.bus.invoke("bus.task.artifact", data).await?["version"]
             .as_u64()
@@ -298,10 +255,10 @@ impl Agent {
         Fut: Future<Output = Result<String, TaskError>> + Send + 'static,
     {
         if !self.card.skills.iter().any(|s| s.id == capability) {
-            self.card.skills.push(Skill {
+            self.card.skills.push(AgentSkill {
                 id: capability.into(),
                 name: capability.into(),
-                description: None,
+                ..AgentSkill::default()
             });
         }
         let h: Handler = Arc::new(move |t| Box::pin(handler(t)));
@@ -325,8 +282,12 @@ impl Agent {
             match self.serve_once().await {
                 Ok(()) => backoff = Duration::from_millis(200),
                 Err(e)
-                    if matches!(e.name(), Some("Forbidden" | "BadRequest" | "Conflict"))
-                        || matches!(e.http_status(), Some(401 | 403)) =>
+                    if e.name().and_then(ErrorName::parse).is_some_and(|n| {
+                        matches!(
+                            n,
+                            ErrorName::Forbidden | ErrorName::BadRequest | ErrorName::Conflict
+                        )
+                    }) || matches!(e.http_status(), Some(401 | 403)) =>
                 {
                     return Err(e);
                 }
@@ -362,9 +323,9 @@ impl Agent {
             match push {
                 None => break,
                 Some(Push::Task(t)) => {
-                    let id = t.task["id"].as_str().unwrap_or_default().to_string();
+                    let id = t.task.id.clone();
                     let cancel = CancellationToken::new();
-                    let job = self.start(&bus, t, id.clone(), cancel.clone());
+                    let job = self.start(&bus, *t, id.clone(), cancel.clone());
                     running.insert(id, (cancel, job));
                 }
                 Some(Push::Canceled { task_id }) => {

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use nerve_protocol::bus::{self, Push, Submitted, TaskRecord};
+use nerve_protocol::subprotocol::JSON;
+use nerve_protocol::{ClientFrame, ErrorName, ServerFrame};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -15,8 +18,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ClientError, Result};
-use crate::frames::{self, Incoming, JSON};
-use crate::task::{Push, Submit, Submitted, TaskRecord};
+use crate::task::Submit;
 use crate::ws::{self, Socket};
 
 /// Longest single wait the hub allows.
@@ -72,12 +74,12 @@ impl BusClient {
             .await
             .map_err(|_| ClientError::Timeout("no connected frame".into()))?;
         let (connection_id, user_id) = match hello {
-            Some(Ok(WsMessage::Text(t))) => match frames::parse(t.as_str()) {
-                Ok(Incoming::Connected {
+            Some(Ok(WsMessage::Text(t))) => match ServerFrame::from_json(t.as_str()) {
+                Ok(ServerFrame::Connected {
                     connection_id,
                     user_id,
                     ..
-                }) => (connection_id, user_id),
+                }) => (connection_id.into_owned(), user_id.map(|u| u.into_owned())),
                 other => {
                     return Err(ClientError::Protocol(format!(
                         "expected connected, got {other:?}"
@@ -196,7 +198,7 @@ impl BusClient {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ClientError::Refused {
-                    name: "Timeout".into(),
+                    name: ErrorName::Timeout.to_string(),
                     message: format!("task {task_id} did not finish in {timeout:?}"),
                 });
             }
@@ -216,7 +218,12 @@ impl BusClient {
                 .await
             {
                 Ok(v) => return record(&v["task"]),
-                Err(e) if e.name() == Some("Timeout") && Instant::now() < deadline => continue,
+                Err(e)
+                    if e.name() == Some(ErrorName::Timeout.as_str())
+                        && Instant::now() < deadline =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -317,7 +324,7 @@ async fn drive(
                 let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
                 break;
             }
-            _ = ping.tick() => Some(frames::ping()),
+            _ = ping.tick() => Some(ClientFrame::Ping.to_json()),
             cmd = commands.recv() => match cmd {
                 None => {
                     let _ = sink.close().await;
@@ -328,12 +335,10 @@ async fn drive(
                     let id = next_id.to_string();
                     pending.retain(|_, r| !r.is_closed());
                     pending.insert(id.clone(), reply);
-                    Some(frames::invoke(&id, &op, data))
+                    Some(bus::invoke(&id, &op, &data).to_json())
                 }
                 Some(BusCommand::Drop) => break,
-                Some(BusCommand::Notify { op, data }) => {
-                    Some(json!({"type": "event", "event": op, "dataType": "json", "data": data}))
-                }
+                Some(BusCommand::Notify { op, data }) => Some(bus::notify(&op, &data).to_json()),
             },
             frame = stream.next() => match frame {
                 Some(Ok(WsMessage::Text(t))) => {
@@ -345,7 +350,7 @@ async fn drive(
             }
         };
         if let Some(f) = outgoing
-            && sink.send(WsMessage::text(f.to_string())).await.is_err()
+            && sink.send(WsMessage::text(f)).await.is_err()
         {
             break;
         }
@@ -361,16 +366,26 @@ async fn on_frame(
     pending: &mut HashMap<String, oneshot::Sender<Result<Value>>>,
     pushes: &mpsc::Sender<Push>,
 ) {
-    if let Ok(v) = serde_json::from_str::<Value>(text)
-        && v["type"] == "message"
-    {
-        let _ = pushes.send(Push::from_data(v["data"].clone())).await;
-        return;
-    }
-    match frames::parse(text) {
-        Ok(Incoming::InvokeResponse(id, r)) => {
-            if let Some(reply) = pending.remove(&id) {
-                let _ = reply.send(r.map_err(|e| ClientError::refused(Some(&e))));
+    match ServerFrame::from_json(text) {
+        Ok(ServerFrame::Message(m)) => match m.payload.to_value() {
+            Ok(data) => {
+                let _ = pushes.send(Push::from_value(data)).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "unreadable push on the bus socket"),
+        },
+        Ok(ServerFrame::InvokeResponse {
+            invocation_id,
+            result,
+        }) => {
+            if let Some(reply) = pending.remove(invocation_id.as_ref()) {
+                let r = match result {
+                    Ok(Some(data)) => data
+                        .to_value()
+                        .map_err(|e| ClientError::Protocol(e.to_string())),
+                    Ok(None) => Ok(Value::Null),
+                    Err(e) => Err(ClientError::refused(&e)),
+                };
+                let _ = reply.send(r);
             }
         }
         Ok(_) => {}

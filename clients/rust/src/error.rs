@@ -52,17 +52,10 @@ impl ClientError {
         }
     }
 
-    pub(crate) fn refused(error: Option<&serde_json::Value>) -> ClientError {
-        let field = |k: &str| {
-            error
-                .and_then(|e| e.get(k))
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
+    pub(crate) fn refused(error: &nerve_protocol::ErrorBody<'_>) -> ClientError {
         ClientError::Refused {
-            name: field("name"),
-            message: field("message"),
+            name: error.name.to_string(),
+            message: error.message.to_string(),
         }
     }
 }

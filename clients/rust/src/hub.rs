@@ -6,13 +6,52 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use nerve_protocol::subprotocol::{JSON, JSON_RELIABLE};
+use nerve_protocol::{MessageFrame, PayloadError, Sender};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ClientError, Result};
-use crate::frames::{JSON, Message, Payload, RELIABLE};
 use crate::session::{Command, Driver, Request};
+
+/// How a message's `data` is encoded: JSON, text or binary.
+pub use nerve_protocol::Data as Payload;
+
+/// A group or server message delivered to this client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// `Some(group)` for group messages, `None` for server messages.
+    pub group: Option<String>,
+    /// The sender's user id (group messages).
+    pub from_user_id: Option<String>,
+    /// The payload.
+    pub payload: Payload,
+    /// The sequence id on the reliable protocol.
+    pub sequence_id: Option<u64>,
+}
+
+impl Message {
+    /// The message a `message` frame carries, its data decoded.
+    pub(crate) fn from_frame(frame: MessageFrame<'_>) -> Result<Message, PayloadError> {
+        let (group, from_user_id) = match frame.from {
+            Sender::Group {
+                group,
+                from_user_id,
+            } => (
+                Some(group.into_owned()),
+                from_user_id.map(|u| u.into_owned()),
+            ),
+            Sender::Server => (None, None),
+        };
+        Ok(Message {
+            group,
+            from_user_id,
+            payload: frame.payload.to_data()?,
+            sequence_id: frame.sequence_id,
+        })
+    }
+}
 
 /// Settings of a hub client; `Default` matches the Web PubSub JS client.
 #[derive(Debug, Clone)]
@@ -34,7 +73,7 @@ pub struct HubOptions {
 impl Default for HubOptions {
     fn default() -> Self {
         HubOptions {
-            protocol: RELIABLE.to_string(),
+            protocol: JSON_RELIABLE.to_string(),
             ack_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(20),
             sequence_ack_interval: Duration::from_secs(1),
@@ -126,7 +165,7 @@ pub struct HubClient {
 impl HubClient {
     /// Connects with a client URL (token in `access_token`) and waits for `connected`.
     pub async fn connect(url: &str, options: HubOptions) -> Result<(HubClient, HubEvents)> {
-        if options.protocol != RELIABLE && options.protocol != JSON {
+        if options.protocol != JSON_RELIABLE && options.protocol != JSON {
             return Err(ClientError::Protocol(format!(
                 "unsupported subprotocol {}",
                 options.protocol

@@ -1,7 +1,7 @@
 //! Nerve client for Rust: a hub client for the Azure Web PubSub JSON subprotocols (acks,
 //! exactly-once recovery after a dropped socket, rejoin on a new connection) and the agent
 //! SDK for the hub's bus socket (`hub/docs/agent-protocol.md`). It depends on the wire
-//! protocols only.
+//! protocols only: the frames, codecs and shared types come from `nerve-protocol`.
 //!
 //! ```no_run
 //! # async fn demo(url: &str) -> nerve_client::Result<()> {
@@ -16,16 +16,17 @@
 mod agent;
 mod bus;
 mod error;
-pub mod frames;
 mod hub;
 mod session;
 mod task;
 mod ws;
 
-pub use agent::{Agent, AgentCard, AgentHandle, Artifact, Skill, TaskContext, TaskError};
+pub use agent::{Agent, AgentHandle, Artifact, TaskContext, TaskError};
 pub use bus::{BusClient, Until};
 pub use error::{ClientError, Result};
-pub use frames::{JSON, Message, Payload, RELIABLE};
-pub use hub::{HubClient, HubEvent, HubEvents, HubOptions, HubStats};
-pub use task::{Push, Submit, Submitted, TERMINAL_STATES, TaskPush, TaskRecord, message_text};
+pub use hub::{HubClient, HubEvent, HubEvents, HubOptions, HubStats, Message, Payload};
+pub use nerve_protocol::a2a::{AgentCard, AgentSkill as Skill, TaskState};
+pub use nerve_protocol::bus::{Push, Submitted, TaskPush, TaskRecord, message_text};
+pub use nerve_protocol::subprotocol::{JSON, JSON_RELIABLE as RELIABLE};
+pub use task::Submit;
 pub use ws::bus_url;

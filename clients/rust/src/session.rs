@@ -11,18 +11,16 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use nerve_protocol::subprotocol::JSON_RELIABLE;
+use nerve_protocol::{ClientFrame, ErrorName, ServerFrame, close};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ClientError, Result};
-use crate::frames::{self, Incoming, Payload, RELIABLE};
-use crate::hub::{HubEvent, HubOptions, Shared};
+use crate::hub::{HubEvent, HubOptions, Message, Payload, Shared};
 use crate::ws::{self, Socket};
 
-/// Close code of a session that cannot be recovered.
-const NO_RECOVERY: u16 = 1008;
 /// Sequence ids received beyond the last ack that trigger an ack at once.
 const ACK_EAGERLY_AFTER: u64 = 300;
 
@@ -51,7 +49,7 @@ pub(crate) enum Command {
 }
 
 struct Pending {
-    frame: Value,
+    frame: String,
     reply: Option<oneshot::Sender<Result<()>>>,
     joins: Option<String>,
 }
@@ -158,7 +156,7 @@ impl Driver {
                     self.lost_at.get_or_insert_with(Instant::now);
                     let reason = format!("socket closed (code {code:?})");
                     let _ = self.events.send(HubEvent::Disconnected { reason }).await;
-                    if code == Some(NO_RECOVERY) || self.opts.protocol != RELIABLE {
+                    if code == Some(close::NO_RECOVERY) || self.opts.protocol != JSON_RELIABLE {
                         self.forget("the connection was closed and cannot be recovered");
                     }
                 }
@@ -217,14 +215,14 @@ impl Driver {
                     let mut r = self.ack_sequence(&mut sink, false).await;
                     if r.is_ok() && Instant::now() >= next_ping {
                         next_ping = Instant::now() + self.opts.ping_interval;
-                        r = send(&mut sink, &frames::ping()).await;
+                        r = send(&mut sink, &ClientFrame::Ping.to_json()).await;
                     }
                     r
                 }
                 frame = stream.next() => match frame {
-                    Some(Ok(WsMessage::Text(t))) => match frames::parse(t.as_str()) {
-                        Ok(incoming) => {
-                            self.on_frame(incoming, &mut sink, recovering, &mut connected, ready)
+                    Some(Ok(WsMessage::Text(t))) => match ServerFrame::from_json(t.as_str()) {
+                        Ok(frame) => {
+                            self.on_frame(frame, &mut sink, recovering, &mut connected, ready)
                                 .await
                         }
                         Err(e) => {
@@ -243,27 +241,47 @@ impl Driver {
         }
     }
 
-    fn prepare(&mut self, request: Request, reply: Option<oneshot::Sender<Result<()>>>) -> Value {
+    fn prepare(&mut self, request: Request, reply: Option<oneshot::Sender<Result<()>>>) -> String {
         let ack_id = reply.is_some().then(|| {
             self.next_ack += 1;
             self.next_ack
         });
         let (frame, joins) = match request {
-            Request::Join(g) => (frames::join_group(&g, ack_id.unwrap_or(0)), Some(g)),
-            Request::Leave(g) => {
-                self.groups.remove(&g);
-                (frames::leave_group(&g, ack_id.unwrap_or(0)), None)
+            Request::Join(group) => {
+                let f = ClientFrame::JoinGroup {
+                    group: group.clone(),
+                    ack_id: Some(ack_id.unwrap_or(0)),
+                };
+                (f, Some(group))
+            }
+            Request::Leave(group) => {
+                self.groups.remove(&group);
+                let ack_id = Some(ack_id.unwrap_or(0));
+                (ClientFrame::LeaveGroup { group, ack_id }, None)
             }
             Request::Send {
                 group,
                 payload,
                 no_echo,
-            } => (
-                frames::send_to_group(&group, &payload, no_echo, ack_id),
-                None,
-            ),
-            Request::Event { name, payload } => (frames::event(&name, &payload, ack_id), None),
+            } => {
+                let f = ClientFrame::SendToGroup {
+                    group,
+                    ack_id,
+                    no_echo,
+                    payload: payload.to_payload(),
+                };
+                (f, None)
+            }
+            Request::Event { name, payload } => {
+                let f = ClientFrame::Event {
+                    event: name,
+                    ack_id,
+                    payload: payload.to_payload(),
+                };
+                (f, None)
+            }
         };
+        let frame = frame.to_json();
         if let Some(id) = ack_id {
             let pending = Pending {
                 frame: frame.clone(),
@@ -277,18 +295,21 @@ impl Driver {
 
     async fn on_frame(
         &mut self,
-        incoming: Incoming,
+        frame: ServerFrame<'static>,
         sink: &mut Sink,
         recovering: bool,
         connected: &mut bool,
         ready: &mut Option<oneshot::Sender<Result<()>>>,
     ) -> Result<()> {
-        match incoming {
-            Incoming::Connected {
+        match frame {
+            ServerFrame::Connected {
                 connection_id,
                 user_id,
                 reconnection_token,
             } => {
+                let connection_id = connection_id.into_owned();
+                let user_id = user_id.map(|u| u.into_owned());
+                let reconnection_token = reconnection_token.map(|t| t.into_owned());
                 let resumed = recovering
                     && self
                         .session
@@ -302,7 +323,7 @@ impl Driver {
                 let stats = &self.shared.stats;
                 if resumed {
                     stats.recoveries.fetch_add(1, Ordering::Relaxed);
-                    let frames: Vec<Value> =
+                    let frames: Vec<String> =
                         self.pending.values().map(|p| p.frame.clone()).collect();
                     for f in frames {
                         send(sink, &f).await?;
@@ -313,7 +334,11 @@ impl Driver {
                     self.acked_seq = 0;
                     for g in self.groups.clone() {
                         self.next_ack += 1;
-                        let frame = frames::join_group(&g, self.next_ack);
+                        let frame = ClientFrame::JoinGroup {
+                            group: g.clone(),
+                            ack_id: Some(self.next_ack),
+                        }
+                        .to_json();
                         let p = Pending {
                             frame: frame.clone(),
                             reply: None,
@@ -332,10 +357,18 @@ impl Driver {
                 };
                 let _ = self.events.send(ev).await;
             }
-            Incoming::Disconnected(reason) => {
+            ServerFrame::Disconnected { message } => {
+                let reason = message.into_owned();
                 let _ = self.events.send(HubEvent::Disconnected { reason }).await;
             }
-            Incoming::Message(m) => {
+            ServerFrame::Message(frame) => {
+                let m = match Message::from_frame(frame) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unreadable message from the hub");
+                        return Ok(());
+                    }
+                };
                 if let Some(seq) = m.sequence_id {
                     if seq <= self.last_seq {
                         self.shared.stats.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -348,14 +381,14 @@ impl Driver {
                 }
                 let _ = self.events.send(HubEvent::Message(m)).await;
             }
-            Incoming::Ack(id, result) => {
-                let Some(p) = self.pending.remove(&id) else {
+            ServerFrame::Ack { ack_id, error } => {
+                let Some(p) = self.pending.remove(&ack_id) else {
                     return Ok(());
                 };
-                let result = match result {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.get("name").and_then(Value::as_str) == Some("Duplicate") => Ok(()),
-                    Err(e) => Err(ClientError::refused(Some(&e))),
+                let result = match error {
+                    None => Ok(()),
+                    Some(e) if e.known_name() == Some(ErrorName::Duplicate) => Ok(()),
+                    Some(e) => Err(ClientError::refused(&e)),
                 };
                 if let (Some(g), true) = (&p.joins, result.is_ok()) {
                     self.groups.insert(g.clone());
@@ -376,26 +409,31 @@ impl Driver {
                     (None, Ok(())) => {}
                 }
             }
-            Incoming::Pong => {
+            ServerFrame::Pong => {
                 self.shared.stats.pongs.fetch_add(1, Ordering::Relaxed);
             }
-            Incoming::InvokeResponse(..) | Incoming::Other => {}
+            ServerFrame::InvokeResponse { .. }
+            | ServerFrame::StreamClosed { .. }
+            | ServerFrame::Unknown { .. } => {}
         }
         Ok(())
     }
 
     async fn ack_sequence(&mut self, sink: &mut Sink, now: bool) -> Result<()> {
-        let reliable = self.opts.protocol == RELIABLE;
+        let reliable = self.opts.protocol == JSON_RELIABLE;
         if reliable && self.last_seq > self.acked_seq || now {
-            send(sink, &frames::sequence_ack(self.last_seq)).await?;
+            let ack = ClientFrame::SequenceAck {
+                sequence_id: self.last_seq,
+            };
+            send(sink, &ack.to_json()).await?;
             self.acked_seq = self.last_seq;
         }
         Ok(())
     }
 }
 
-async fn send(sink: &mut Sink, frame: &Value) -> Result<()> {
-    sink.send(WsMessage::text(frame.to_string()))
+async fn send(sink: &mut Sink, frame: &str) -> Result<()> {
+    sink.send(WsMessage::text(frame))
         .await
         .map_err(ClientError::from)
 }

@@ -6,6 +6,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = nerve_hub::protocol::parse_client_frame(text);
+        let _ = nerve_protocol::parse_client_frame(text);
     }
 });

@@ -26,16 +26,14 @@ use std::sync::Arc;
 
 use axum::Router as HttpRouter;
 use axum::routing::{any, post};
-use bytes::Bytes;
 use nerve_agentbus::{Bus, BusConfig, Envelope};
+use nerve_protocol::bus::Push;
+use nerve_protocol::{Payload, Sender};
 use parking_lot::Mutex;
-use serde_json::json;
 use tokio::sync::OnceCell;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::node::Node;
-use crate::protocol::server_frame::From;
-use crate::protocol::{DataType, Payload};
 use crate::registry::Delivery;
 
 /// How many group names the bridge remembers for resync notices after the live feed lagged.
@@ -202,7 +200,14 @@ impl Bridge {
     }
 
     fn publish(&self, env: &Envelope) {
-        let body = json!({"kind": "bus.event", "cursor": env.id, "envelope": env}).to_string();
+        let event = Push::Event {
+            group: None,
+            cursor: env.id.clone(),
+            envelope: serde_json::to_value(env).unwrap_or_default(),
+        };
+        let Ok(body) = Payload::json_of(&event) else {
+            return;
+        };
         let Some(hub) = self.app.registry.hub(&self.app.config.bus.hub) else {
             return;
         };
@@ -212,17 +217,8 @@ impl Bridge {
         }
     }
 
-    fn send(&self, hub: &crate::registry::Hub, group: &str, body: &str) {
-        let Ok(payload) = Payload::from_body(DataType::Json, Bytes::from(body.to_string())) else {
-            return;
-        };
-        let d: Arc<Delivery> = Delivery::new(
-            From::Group {
-                group,
-                from_user_id: None,
-            },
-            payload,
-        );
+    fn send(&self, hub: &crate::registry::Hub, group: &str, body: &Payload) {
+        let d: Arc<Delivery> = Delivery::new(Sender::group(group, None), body.clone());
         hub.send_to_group(group, &d, |_| false);
     }
 
@@ -232,7 +228,9 @@ impl Bridge {
             return;
         };
         let groups: Vec<String> = self.recent.lock().order.iter().cloned().collect();
-        let body = json!({"kind": "bus.resync"}).to_string();
+        let Ok(body) = Payload::json_of(&Push::Resync) else {
+            return;
+        };
         for g in groups {
             self.send(&hub, &g, &body);
         }

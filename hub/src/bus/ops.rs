@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use nerve_agentbus::a2a::Role;
 use nerve_agentbus::{BusError, Message, SubmitRequest, TaskRecord};
+use nerve_protocol::{ErrorBody, ErrorName};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
@@ -50,14 +51,14 @@ pub enum OpError {
 
 impl OpError {
     /// The error name: Forbidden, BadRequest, NotFound, Conflict, Timeout or Unavailable.
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> ErrorName {
         match self {
-            OpError::Forbidden(_) => "Forbidden",
-            OpError::BadRequest(_) => "BadRequest",
-            OpError::NotFound(_) => "NotFound",
-            OpError::Conflict(_) => "Conflict",
-            OpError::Timeout(_) => "Timeout",
-            OpError::Unavailable(_) => "Unavailable",
+            OpError::Forbidden(_) => ErrorName::Forbidden,
+            OpError::BadRequest(_) => ErrorName::BadRequest,
+            OpError::NotFound(_) => ErrorName::NotFound,
+            OpError::Conflict(_) => ErrorName::Conflict,
+            OpError::Timeout(_) => ErrorName::Timeout,
+            OpError::Unavailable(_) => ErrorName::Unavailable,
         }
     }
 
@@ -71,6 +72,11 @@ impl OpError {
             OpError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             OpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
+    }
+
+    /// The `error` object of a failed invoke or ack.
+    pub fn body(&self) -> ErrorBody<'static> {
+        ErrorBody::new(self.name(), self.to_string())
     }
 
     /// `{"name": …, "message": …}`
@@ -252,7 +258,7 @@ pub async fn http(
     let grants = match super::grants::verify(&cell.app, &headers, &uri) {
         Ok(g) => g,
         Err(e) => {
-            let body = json!({"name": "Unauthorized", "message": e.to_string()});
+            let body = json!({"name": ErrorName::Unauthorized, "message": e.to_string()});
             return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
         }
     };

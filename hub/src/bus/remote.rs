@@ -11,6 +11,8 @@ use nerve_agentbus::{
     Agent, AgentCard, AgentHandle, Artifact, HandlerError, Message, TaskContext, TaskResult,
     TaskState,
 };
+use nerve_protocol::bus::{Push, TaskPush};
+use nerve_protocol::{Payload, Sender, ServerFrame};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -76,11 +78,12 @@ impl Remote {
         })
     }
 
-    /// Sends a server message (`{"type":"message","from":"server",...}`) carrying `data`.
-    pub async fn push(&self, data: Value) -> Result<(), OpError> {
-        let frame = json!({"type": "message", "from": "server", "dataType": "json", "data": data});
+    /// Sends a server message (`{"type":"message","from":"server",...}`) carrying `push`.
+    pub async fn push(&self, push: &Push) -> Result<(), OpError> {
+        let payload = Payload::json_of(push).map_err(|e| OpError::BadRequest(e.to_string()))?;
+        let frame = ServerFrame::message(Sender::Server, &payload).to_json();
         self.out
-            .send(frame.to_string())
+            .send(frame)
             .await
             .map_err(|_| OpError::Unavailable(CLOSED.into()))
     }
@@ -253,23 +256,22 @@ impl Remote {
         // submitter's traceparent from the envelope.
         let traceparent =
             crate::telemetry::current_traceparent().or_else(|| ctx.envelope().traceparent.clone());
-        let note = json!({
-            "kind": "bus.task",
-            "capability": rec.capability,
-            "correlationId": rec.correlation_id,
-            "deliveries": ctx.deliveries(),
-            "traceparent": traceparent,
-            "task": rec.task,
-        });
+        let note = Push::Task(Box::new(TaskPush {
+            capability: rec.capability.clone(),
+            correlation_id: rec.correlation_id.clone(),
+            deliveries: u64::from(ctx.deliveries()),
+            traceparent,
+            task: rec.task.clone(),
+        }));
         let cancel = ctx.cancelled();
-        let result = if self.push(note).await.is_err() {
+        let result = if self.push(&note).await.is_err() {
             Err(HandlerError::Retry(CLOSED.into()))
         } else {
             tokio::select! {
                 r = rx => r.unwrap_or_else(|_| Err(HandlerError::Retry(CLOSED.into()))),
                 _ = self.closed.cancelled() => Err(HandlerError::Retry(CLOSED.into())),
                 _ = cancel.cancelled() => {
-                    let _ = self.push(json!({"kind": "bus.task.canceled", "taskId": id})).await;
+                    let _ = self.push(&Push::Canceled { task_id: id.clone() }).await;
                     Err(HandlerError::Fail("canceled".into()))
                 }
             }
@@ -357,14 +359,18 @@ async fn watch(remote: Weak<Remote>, bus: nerve_agentbus::Bus) {
                     .filter(|g| r.subscriptions.lock().contains(g))
                     .collect();
                 for g in groups {
-                    let note = json!({"kind": "bus.event", "group": g, "cursor": env.id, "envelope": *env});
-                    if r.push(note).await.is_err() {
+                    let note = Push::Event {
+                        group: Some(g),
+                        cursor: env.id.clone(),
+                        envelope: serde_json::to_value(&*env).unwrap_or_default(),
+                    };
+                    if r.push(&note).await.is_err() {
                         return;
                     }
                 }
             }
             Err(RecvError::Lagged(_)) => {
-                if r.push(json!({"kind": "bus.resync"})).await.is_err() {
+                if r.push(&Push::Resync).await.is_err() {
                     return;
                 }
             }

@@ -1,6 +1,7 @@
 //! `GET /bus/ws`: the agent WebSocket. It speaks the frames of the hub's JSON subprotocol
 //! (`invoke` → `invokeResponse`, `event` → `ack`, `ping` → `pong`, server `message`s), with bus
-//! operation names as event names; the protocol is in `docs/agent-protocol.md`.
+//! operation names as event names; the protocol is in `docs/agent-protocol.md`. The frames
+//! are `nerve-protocol`'s, read and written as JSON text.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use nerve_protocol::subprotocol::JSON as SUBPROTOCOL;
+use nerve_protocol::{ClientFrame, Payload, ServerFrame, close, parse_client_frame};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -21,14 +24,10 @@ use super::{Bridge, BridgeCell};
 use crate::socket::upgrade::WsUpgrade;
 use crate::socket::{Message, Socket, WebSocketConfig};
 
-/// The subprotocol agents offer.
-pub const SUBPROTOCOL: &str = "json.webpubsub.azure.v1";
 /// Frames queued for one agent socket before producers wait.
 const OUTBOX: usize = 256;
 /// Operations that wait, run beside the connection's in-order operations.
 const BLOCKING: &[&str] = &["bus.task.ask", "bus.task.wait"];
-/// Close code for frames that cannot be understood.
-const CLOSE_INVALID: u16 = 1007;
 
 /// Upgrades an agent connection after checking its token.
 pub async fn upgrade(
@@ -62,8 +61,7 @@ async fn run(bridge: Arc<Bridge>, grants: Grants, socket: Socket, keepalive: Dur
     let (tx, mut rx) = mpsc::channel::<String>(OUTBOX);
     let remote = Remote::new(tx.clone());
     let conn_id = crate::registry::new_connection_id();
-    let hello = json!({"type": "system", "event": "connected", "connectionId": conn_id,
-                       "userId": grants.principal});
+    let hello = ServerFrame::connected(&conn_id, grants.principal.as_deref(), None).to_json();
     let closed = remote.closed.clone();
     let close_invalid = invalid.clone();
     let writer = tokio::spawn(async move {
@@ -74,7 +72,7 @@ async fn run(bridge: Arc<Bridge>, grants: Grants, socket: Socket, keepalive: Dur
             let msg = tokio::select! {
                 biased;
                 _ = close_invalid.cancelled() => {
-                    let _ = sink.send(crate::socket::close_frame(CLOSE_INVALID, "Invalid frame")).await;
+                    let _ = sink.send(crate::socket::close_frame(close::INVALID_PAYLOAD, "Invalid frame")).await;
                     break;
                 }
                 f = rx.recv() => match f {
@@ -94,7 +92,7 @@ async fn run(bridge: Arc<Bridge>, grants: Grants, socket: Socket, keepalive: Dur
         remote: Some(remote.clone()),
         traceparent: None,
     });
-    if tx.send(hello.to_string()).await.is_ok() {
+    if tx.send(hello).await.is_ok() {
         let shutdown = bridge.app.shutdown.clone();
         loop {
             let frame = tokio::select! {
@@ -110,13 +108,19 @@ async fn run(bridge: Arc<Bridge>, grants: Grants, socket: Socket, keepalive: Dur
                 }
                 _ => break,
             };
-            let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
-                invalid.cancel();
-                break;
-            };
-            if !on_frame(&bridge, &caller, &tx, v).await {
-                invalid.cancel();
-                break;
+            match parse_client_frame(text.as_str()) {
+                Ok(frame) => on_frame(&bridge, &caller, &tx, frame).await,
+                Err(e) => match e.ack_id {
+                    Some(id) => {
+                        let _ = tx
+                            .send(ack_frame(id, Err(OpError::BadRequest(e.reason))))
+                            .await;
+                    }
+                    None => {
+                        invalid.cancel();
+                        break;
+                    }
+                },
             }
         }
     }
@@ -125,93 +129,97 @@ async fn run(bridge: Arc<Bridge>, grants: Grants, socket: Socket, keepalive: Dur
     let _ = writer.await;
 }
 
-/// Handles one client frame; false when the frame is invalid and the socket must close.
+/// Handles one client frame: bus operations, pings, and a refusal for the hub's own frames.
 async fn on_frame(
     bridge: &Arc<Bridge>,
     caller: &Arc<Caller>,
     tx: &mpsc::Sender<String>,
-    v: Value,
-) -> bool {
-    let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
-    let op = v
-        .get("event")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let data = v.get("data").cloned().unwrap_or_else(|| json!({}));
-    match kind {
-        "ping" => {
-            let _ = tx.send(r#"{"type":"pong"}"#.to_string()).await;
+    frame: ClientFrame,
+) {
+    let (op, payload, reply) = match frame {
+        ClientFrame::Ping => {
+            let _ = tx.send(ServerFrame::Pong.to_json()).await;
+            return;
         }
-        "invoke" => {
-            let id = match v.get("invocationId") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => return false,
-            };
-            let run = {
-                let (bridge, caller, tx) = (bridge.clone(), caller.clone(), tx.clone());
-                async move {
-                    let span = super::ops::op_span(&op, &caller, &data);
-                    let r = call(&bridge, &caller, &op, data).instrument(span).await;
-                    let _ = tx.send(invoke_response(&id, r)).await;
-                }
-            };
-            if BLOCKING.contains(&v["event"].as_str().unwrap_or_default()) {
-                tokio::spawn(run);
-            } else {
-                run.await;
+        ClientFrame::Invoke {
+            invocation_id,
+            event,
+            payload,
+        } => (event, payload, Reply::Invoke(invocation_id)),
+        ClientFrame::Event {
+            event,
+            ack_id,
+            payload,
+        } => (event, payload, Reply::Ack(ack_id)),
+        other => {
+            if let Some(id) = other.ack_id() {
+                let e = OpError::BadRequest(format!(
+                    "'{}' frames are not part of the bus protocol; use /client/hubs/<hub> for groups",
+                    other.kind()
+                ));
+                let _ = tx.send(ack_frame(id, Err(e))).await;
             }
+            return;
         }
-        "event" => {
-            let ack = v.get("ackId").and_then(Value::as_u64);
-            let run = {
-                let (bridge, caller, tx) = (bridge.clone(), caller.clone(), tx.clone());
-                async move {
+    };
+    let blocking = BLOCKING.contains(&op.as_str());
+    let run = {
+        let (bridge, caller, tx) = (bridge.clone(), caller.clone(), tx.clone());
+        async move {
+            let r = match op_data(&payload) {
+                Ok(data) => {
                     let span = super::ops::op_span(&op, &caller, &data);
-                    let r = call(&bridge, &caller, &op, data).instrument(span).await;
+                    call(&bridge, &caller, &op, data).instrument(span).await
+                }
+                Err(e) => Err(e),
+            };
+            let answer = match reply {
+                Reply::Invoke(id) => Some(invoke_response(&id, r)),
+                Reply::Ack(ack_id) => {
                     if let Err(e) = &r {
                         tracing::debug!(%op, error = %e, "bus event failed");
                     }
-                    if let Some(id) = ack {
-                        let _ = tx.send(ack_frame(id, r.err())).await;
-                    }
+                    ack_id.map(|id| ack_frame(id, r.map(drop)))
                 }
             };
-            if BLOCKING.contains(&v["event"].as_str().unwrap_or_default()) {
-                tokio::spawn(run);
-            } else {
-                run.await;
+            if let Some(frame) = answer {
+                let _ = tx.send(frame).await;
             }
         }
-        other => {
-            if let Some(id) = v.get("ackId").and_then(Value::as_u64) {
-                let e = OpError::BadRequest(format!(
-                    "'{other}' frames are not part of the bus protocol; use /client/hubs/<hub> for groups"
-                ));
-                let _ = tx.send(ack_frame(id, Some(e))).await;
-            }
-        }
+    };
+    if blocking {
+        tokio::spawn(run);
+    } else {
+        run.await;
     }
-    true
+}
+
+/// How an operation is answered: `invoke` with an `invokeResponse`, `event` with an ack if it
+/// asked for one.
+enum Reply {
+    Invoke(String),
+    Ack(Option<u64>),
+}
+
+/// An operation's data: the frame's JSON data, `{}` when it has none.
+fn op_data(payload: &Payload) -> Result<Value, OpError> {
+    match payload.to_value() {
+        Ok(Value::Null) => Ok(Value::Object(serde_json::Map::new())),
+        Ok(data) => Ok(data),
+        Err(e) => Err(OpError::BadRequest(e.to_string())),
+    }
 }
 
 /// The `invokeResponse` for an operation's result.
-pub fn invoke_response(id: &str, r: Result<Value, OpError>) -> String {
+fn invoke_response(id: &str, r: Result<Value, OpError>) -> String {
     match r {
-        Ok(data) => json!({"type": "invokeResponse", "invocationId": id, "success": true,
-                           "dataType": "json", "data": data}),
-        Err(e) => json!({"type": "invokeResponse", "invocationId": id, "success": false,
-                         "error": e.to_json()}),
+        Ok(data) => ServerFrame::invoke_ok(id, Some(Payload::from_value(&data))),
+        Err(e) => ServerFrame::invoke_err(id, e.body()),
     }
-    .to_string()
+    .to_json()
 }
 
 /// The `ack` for an event with an `ackId`.
-pub fn ack_frame(id: u64, err: Option<OpError>) -> String {
-    match err {
-        None => json!({"type": "ack", "ackId": id, "success": true}),
-        Some(e) => json!({"type": "ack", "ackId": id, "success": false, "error": e.to_json()}),
-    }
-    .to_string()
+fn ack_frame(id: u64, r: Result<(), OpError>) -> String {
+    ServerFrame::ack(id, r.map_err(|e| e.body())).to_json()
 }

@@ -5,10 +5,10 @@
 //! back to back, their lengths in the header. Binary payloads travel without base64.
 
 use bytes::Bytes;
+use nerve_protocol::{DataType, Payload};
 use serde::{Deserialize, Serialize};
 
 use super::{Command, Scope, Target};
-use crate::protocol::{DataType, Payload};
 
 /// A message on its way to other nodes, as the origin encoded it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,14 +9,15 @@ use crate::socket::upgrade::WsUpgrade;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use nerve_protocol::Subprotocol;
+use nerve_protocol::client_frame::validate_group_name;
+use nerve_protocol::subprotocol::{JSON, JSON_RELIABLE};
 
 use crate::auth::{AuthError, normalize_audience};
 use crate::http::error::ApiError;
 use crate::metrics;
 use crate::names::valid_hub_name;
 use crate::node::Node;
-use crate::protocol::Subprotocol;
-use crate::protocol::client_frame::validate_group_name;
 use crate::registry::{ConnectionSpec, Roles};
 use crate::session::SimpleMode;
 use crate::session::open::{self, Opening};
@@ -81,9 +82,7 @@ async fn connect(
     if protocol == Subprotocol::Simple && offered_any && !connect_handler {
         metrics::global().protocol_error("unknown_subprotocol");
         return ApiError::bad_request(format!(
-            "unsupported subprotocol; this hub speaks '{}' and '{}', or plain WebSocket with none",
-            Subprotocol::JSON,
-            Subprotocol::JSON_RELIABLE
+            "unsupported subprotocol; this hub speaks '{JSON}' and '{JSON_RELIABLE}', or plain WebSocket with none"
         ))
         .into_response();
     }

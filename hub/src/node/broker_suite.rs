@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use nerve_protocol::{Payload, Sender, Subprotocol};
 use tokio_util::sync::CancellationToken;
 
 use super::Node;
 use crate::cluster::{Command, Scope, Target};
 use crate::config::{Cli, Config};
-use crate::protocol::Payload;
-use crate::protocol::Subprotocol;
-use crate::protocol::server_frame::From;
 use crate::registry::{Connection, ConnectionReceivers, ConnectionSpec, Delivery, Roles};
 
 struct Nodes {
@@ -73,7 +71,7 @@ async fn join(app: &Node, c: &Arc<Connection>, group: &str) {
 }
 
 fn send(app: &Node, target: Target, scope: Scope, text: &str) {
-    let d = Delivery::new(From::Server, Payload::text(text));
+    let d = Delivery::new(Sender::Server, Payload::text(text));
     let hub = app.registry.hub("chat");
     app.broker.publish("chat", hub.as_ref(), target, scope, d);
 }

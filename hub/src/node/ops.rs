@@ -8,11 +8,13 @@
 use std::fmt;
 use std::sync::Arc;
 
+use nerve_protocol::close;
+
 use crate::cluster::{Command, Selector};
 use crate::filter::Filter;
 use crate::limits::LimitKind;
 use crate::metrics;
-use crate::registry::{CLOSE_NO_RECOVERY, Connection, Hub, Permission};
+use crate::registry::{Connection, Hub, Permission};
 use crate::upstream::Notice;
 
 use super::Node;
@@ -143,7 +145,7 @@ impl Node {
             } => {
                 for c in selected(&h, selector) {
                     if !excluded.iter().any(|e| **e == *c.id) {
-                        c.close(reason, CLOSE_NO_RECOVERY);
+                        c.close(reason, close::NO_RECOVERY);
                     }
                 }
             }

@@ -7,13 +7,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::socket::{Socket, Utf8Bytes};
+use nerve_protocol::{Codec, Encoding, Payload, Sender, ServerFrame, Subprotocol, close};
 use parking_lot::Mutex;
 
 use super::roles::Roles;
 use crate::filter::{Filter, Target};
-use crate::protocol::server_frame::{self, From};
-use crate::protocol::{Payload, Subprotocol};
+use crate::socket::{Message, Socket, Utf8Bytes};
 use crate::upstream::EventContext;
 
 /// A new connection id: 128 random bits, URL-safe base64.
@@ -23,15 +22,16 @@ pub fn new_connection_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-/// One message on its way to many connections: encoded once, shared by all.
+/// One message on its way to many connections: encoded once per encoding, shared by all.
 #[derive(Debug)]
 pub struct Delivery {
-    /// The JSON-protocol frame (without `sequenceId`).
+    /// The JSON-protocol frame (without `sequenceId`): what JSON connections get, and the form
+    /// the cluster stores and forwards.
     pub json_frame: Utf8Bytes,
-    /// The payload, for simple WebSocket clients (raw frames).
+    /// The frame simple WebSocket clients get: the payload alone.
+    pub raw_frame: Message,
+    /// The payload.
     pub payload: Payload,
-    /// The raw payload as text, when simple clients get a text frame.
-    pub raw_text: Option<Utf8Bytes>,
     /// Where the message sits in its group's history, when the cluster keeps one.
     pub position: Option<Position>,
 }
@@ -46,20 +46,10 @@ pub struct Position {
 }
 
 impl Delivery {
-    /// Encodes a message once for every protocol.
-    pub fn new(from: From<'_>, payload: Payload) -> Arc<Self> {
-        let frame = server_frame::message(from, &payload);
-        let raw_text = if payload.raw_is_binary() {
-            None
-        } else {
-            Utf8Bytes::try_from(payload.raw.clone()).ok()
-        };
-        Arc::new(Delivery {
-            json_frame: Utf8Bytes::from(frame),
-            payload,
-            raw_text,
-            position: None,
-        })
+    /// Encodes a message once for every encoding.
+    pub fn new(from: Sender<'_>, payload: Payload) -> Arc<Self> {
+        let json_frame = ServerFrame::message(from, &payload).to_json();
+        Delivery::from_parts(json_frame, payload, None)
     }
 
     /// Rebuilds a message encoded elsewhere (another node), keeping its frame as it is.
@@ -68,17 +58,26 @@ impl Delivery {
         payload: Payload,
         position: Option<Position>,
     ) -> Arc<Self> {
-        let raw_text = if payload.raw_is_binary() {
-            None
-        } else {
-            Utf8Bytes::try_from(payload.raw.clone()).ok()
-        };
+        // The raw frame is the payload alone, whoever sent it.
+        let raw = ServerFrame::message(Sender::Server, &payload);
+        let raw_frame = Subprotocol::Simple
+            .codec()
+            .encode(&raw)
+            .map_or(Message::Binary(payload.raw.clone()), crate::socket::message);
         Arc::new(Delivery {
             json_frame: Utf8Bytes::from(json_frame),
+            raw_frame,
             payload,
-            raw_text,
             position,
         })
+    }
+
+    /// The shared frame for connections whose codec writes messages as `codec` does.
+    pub fn frame(&self, codec: &dyn Codec) -> Message {
+        match codec.encoding() {
+            Encoding::Json => Message::Text(self.json_frame.clone()),
+            Encoding::Raw => self.raw_frame.clone(),
+        }
     }
 
     /// Bytes counted against a connection's outbox.
@@ -99,9 +98,6 @@ pub enum Control {
     /// A reliable client came back: continue the session on this socket.
     Reattach(Box<Socket>),
 }
-
-/// Close code for sessions that must not be recovered (policy violation).
-pub const CLOSE_NO_RECOVERY: u16 = 1008;
 
 /// Why a publisher could not queue a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,7 +225,7 @@ impl Connection {
             crate::metrics::global().slow_consumer_kicks.inc();
             let _ = self.control.try_send(Control::Close {
                 reason: "Slow consumer: the connection's outbox is full".into(),
-                code: CLOSE_NO_RECOVERY,
+                code: close::NO_RECOVERY,
             });
         }
     }
@@ -264,7 +260,7 @@ impl Connection {
     /// Ends the session here because another node resumes it: its shared state stays.
     pub fn hand_over(&self) {
         self.handed_over.store(true, Ordering::Relaxed);
-        self.close("The session moved to another node", 1001);
+        self.close("The session moved to another node", close::GOING_AWAY);
     }
 
     /// Whether the session was handed over to another node.

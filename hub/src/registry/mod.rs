@@ -10,8 +10,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 pub use connection::{
-    CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery,
-    Position, new_connection_id,
+    Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery, Position, new_connection_id,
 };
 pub use hub::{FanOut, Hub};
 pub use roles::{Permission, Roles};

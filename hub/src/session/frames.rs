@@ -1,62 +1,58 @@
-//! What a session does with each frame a client sends.
+//! What a session does with each frame a client sends, read through the connection's codec,
+//! and how it answers, written through the same codec.
 
-use crate::socket::{Message, Socket, Utf8Bytes};
-use bytes::Bytes;
 use futures_util::SinkExt;
+use nerve_protocol::{
+    ClientFrame, DecodeError, ErrorBody, ErrorName, FrameRef, Payload, Request, Sender,
+    ServerFrame, close,
+};
 use tracing::debug;
 
-use super::{CLOSE_INVALID_PAYLOAD, CLOSE_UNSUPPORTED_DATA, End, Session, SimpleMode};
+use super::{End, Session, SimpleMode};
 use crate::metrics;
 use crate::node::Announce;
-use crate::protocol::server_frame::{self, ErrorName, From};
-use crate::protocol::{ClientFrame, Payload, Subprotocol, parse_client_frame};
-use crate::registry::{CLOSE_NO_RECOVERY, Delivery};
+use crate::registry::Delivery;
+use crate::socket::Socket;
 use crate::upstream::{EventKind, Job, PipeReply};
 
 /// The answer to a request that carries an `ackId`.
 type AckResult = Result<(), (ErrorName, String)>;
 
 impl Session {
-    /// Handles a text frame.
-    pub(super) async fn on_text(&mut self, socket: &mut Socket, text: Utf8Bytes) -> Option<End> {
-        metrics::global().message_in("ws", text.len());
-        if self.conn.protocol == Subprotocol::Simple {
-            return self.on_simple(socket, Payload::text(text.as_str())).await;
-        }
-        let frame = match parse_client_frame(text.as_str()) {
-            Ok(f) => f,
-            Err(e) => {
+    /// Handles a data frame (text or binary) from the client.
+    pub(super) async fn on_data(
+        &mut self,
+        socket: &mut Socket,
+        frame: FrameRef<'_>,
+    ) -> Option<End> {
+        let len = match frame {
+            FrameRef::Text(text) => text.len(),
+            FrameRef::Binary(bytes) => bytes.len(),
+        };
+        metrics::global().message_in("ws", len);
+        match self.codec().decode(frame) {
+            Ok(Request::Frame(frame)) => self.on_frame(socket, frame).await,
+            Ok(Request::Raw(payload)) => self.on_simple(socket, payload).await,
+            Err(DecodeError::Invalid(e)) => {
                 metrics::global().protocol_error("bad_frame");
-                return match e.ack_id {
+                match e.ack_id {
                     Some(id) => {
                         self.reply_ack(socket, id, Err((ErrorName::BadRequest, e.reason)))
                             .await
                     }
                     None => {
                         let reason = format!("Invalid frame: {}", e.reason);
-                        self.close(socket, &reason, CLOSE_INVALID_PAYLOAD).await;
+                        self.close(socket, &reason, close::INVALID_PAYLOAD).await;
                         Some(End::Finished)
                     }
-                };
+                }
             }
-        };
-        self.on_frame(socket, frame).await
-    }
-
-    /// Handles a binary frame.
-    pub(super) async fn on_binary(&mut self, socket: &mut Socket, bytes: Bytes) -> Option<End> {
-        metrics::global().message_in("ws", bytes.len());
-        if self.conn.protocol == Subprotocol::Simple {
-            return self.on_simple(socket, Payload::binary(bytes)).await;
+            Err(e @ DecodeError::UnsupportedData) => {
+                metrics::global().protocol_error("binary_on_json");
+                self.close(socket, &e.to_string(), e.close_code()).await;
+                Some(End::Finished)
+            }
         }
-        metrics::global().protocol_error("binary_on_json");
-        self.close(
-            socket,
-            "Binary frames are not part of the JSON protocol; send JSON text frames",
-            CLOSE_UNSUPPORTED_DATA,
-        )
-        .await;
-        Some(End::Finished)
     }
 
     async fn on_frame(&mut self, socket: &mut Socket, frame: ClientFrame) -> Option<End> {
@@ -133,8 +129,8 @@ impl Session {
                 ..
             } => {
                 let (name, msg) = self.no_handler(&event);
-                let frame = server_frame::invoke_err(&invocation_id, name, &msg);
-                self.send_text(socket, frame).await
+                let frame = ServerFrame::invoke_err(invocation_id, ErrorBody::new(name, msg));
+                self.reply(socket, &frame).await
             }
             ClientFrame::CancelInvocation { .. } => None,
             ClientFrame::SequenceAck { sequence_id } => {
@@ -149,10 +145,7 @@ impl Session {
                 }
                 None
             }
-            ClientFrame::Ping => {
-                self.send_text(socket, server_frame::pong().to_string())
-                    .await
-            }
+            ClientFrame::Ping => self.reply(socket, &ServerFrame::Pong).await,
             ClientFrame::Unsupported {
                 kind,
                 ack_id,
@@ -167,8 +160,9 @@ impl Session {
                 }
                 match stream_id {
                     Some(sid) => {
-                        let frame = server_frame::stream_closed(&sid, "BadRequest", &reason);
-                        self.send_text(socket, frame).await
+                        let error = ErrorBody::new(ErrorName::BadRequest, reason);
+                        self.reply(socket, &ServerFrame::stream_closed(&sid, error))
+                            .await
                     }
                     None => None,
                 }
@@ -212,13 +206,7 @@ impl Session {
         if !self.conn.roles.lock().can_send(group) {
             return Err(forbidden("send to", group));
         }
-        let d = Delivery::new(
-            From::Group {
-                group,
-                from_user_id: self.conn.user_id.as_deref(),
-            },
-            payload,
-        );
+        let d = Delivery::new(Sender::group(group, self.conn.user_id.as_deref()), payload);
         let scope = if no_echo {
             crate::cluster::Scope::without(&self.conn.id)
         } else {
@@ -254,21 +242,16 @@ impl Session {
     }
 
     async fn reply_ack(&mut self, socket: &mut Socket, id: u64, r: AckResult) -> Option<End> {
-        let frame = match r {
-            Ok(()) => {
-                metrics::global().ack("ok");
-                server_frame::ack_ok(id)
-            }
-            Err((name, msg)) => {
-                metrics::global().ack(error_label(name));
-                server_frame::ack_err(id, name, &msg)
-            }
-        };
-        self.send_text(socket, frame).await
+        let label = r.as_ref().map_or_else(|(name, _)| name.as_str(), |()| "ok");
+        metrics::global().ack(label);
+        let frame = ServerFrame::ack(id, r.map_err(|(name, msg)| ErrorBody::new(name, msg)));
+        self.reply(socket, &frame).await
     }
 
-    async fn send_text(&mut self, socket: &mut Socket, frame: String) -> Option<End> {
-        match socket.send(Message::Text(frame.into())).await {
+    /// Writes one reply frame, if the connection's protocol has it.
+    async fn reply(&mut self, socket: &mut Socket, frame: &ServerFrame<'_>) -> Option<End> {
+        let frame = self.codec().encode(frame)?;
+        match socket.send(crate::socket::message(frame)).await {
             Ok(()) => None,
             Err(_) => Some(End::Dropped),
         }
@@ -280,7 +263,7 @@ impl Session {
             SimpleMode::SendToGroup(group) => match self.send_to_group(&group, false, payload) {
                 Ok(()) => None,
                 Err((_, msg)) => {
-                    self.close(socket, &format!("Forbidden: {msg}"), CLOSE_NO_RECOVERY)
+                    self.close(socket, &format!("Forbidden: {msg}"), close::NO_RECOVERY)
                         .await;
                     Some(End::Finished)
                 }
@@ -291,7 +274,7 @@ impl Session {
             SimpleMode::SendEvent => {
                 let (_, msg) = self.no_handler("message");
                 metrics::global().protocol_error("event_without_handler");
-                self.close(socket, &msg, CLOSE_NO_RECOVERY).await;
+                self.close(socket, &msg, close::NO_RECOVERY).await;
                 Some(End::Finished)
             }
         }
@@ -325,12 +308,12 @@ impl Session {
             }
             Job::Event { .. } => None,
             Job::Invoke { invocation_id, .. } => {
-                let frame =
-                    server_frame::invoke_err(&invocation_id, ErrorName::InternalServerError, msg);
-                self.send_text(socket, frame).await
+                let error = ErrorBody::new(ErrorName::InternalServerError, msg);
+                self.reply(socket, &ServerFrame::invoke_err(invocation_id, error))
+                    .await
             }
             Job::Message(_) => {
-                self.close(socket, msg, CLOSE_NO_RECOVERY).await;
+                self.close(socket, msg, close::NO_RECOVERY).await;
                 Some(End::Finished)
             }
         }
@@ -344,19 +327,22 @@ impl Session {
     ) -> Option<End> {
         for reply in replies {
             let msg = match reply {
-                PipeReply::Frame(frame) => Message::Text(frame.into()),
+                PipeReply::Frame(frame) => match self.codec().encode(&frame) {
+                    Some(frame) => crate::socket::message(frame),
+                    None => continue,
+                },
                 PipeReply::Deliver(payload) => {
-                    let d = Delivery::new(From::Server, payload);
+                    let d = Delivery::new(Sender::Server, payload);
                     let Ok(msg) = self.frame_for(&d) else {
                         let reason = "Reliable buffer full: 1000 unacknowledged messages or 16 MB";
-                        self.close(socket, reason, CLOSE_NO_RECOVERY).await;
+                        self.close(socket, reason, close::NO_RECOVERY).await;
                         return Some(End::Finished);
                     };
                     metrics::global().messages_out.inc();
                     msg
                 }
                 PipeReply::Close(reason) => {
-                    self.close(socket, &reason, CLOSE_NO_RECOVERY).await;
+                    self.close(socket, &reason, close::NO_RECOVERY).await;
                     return Some(End::Finished);
                 }
             };
@@ -376,15 +362,4 @@ fn forbidden(what: &str, group: &str) -> (ErrorName, String) {
         ErrorName::Forbidden,
         format!("The connection has no permission to {what} group '{group}'"),
     )
-}
-
-fn error_label(name: ErrorName) -> &'static str {
-    match name {
-        ErrorName::Forbidden => "Forbidden",
-        ErrorName::Duplicate => "Duplicate",
-        ErrorName::BadRequest => "BadRequest",
-        ErrorName::NotFound => "NotFound",
-        ErrorName::Timeout => "Timeout",
-        ErrorName::InternalServerError => "InternalServerError",
-    }
 }

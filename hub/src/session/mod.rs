@@ -14,15 +14,15 @@ pub(crate) use shared::Shared;
 
 use std::sync::Arc;
 
-use crate::socket::{Message, Socket};
 use futures_util::{SinkExt, StreamExt};
+use nerve_protocol::{Codec, FrameRef, ServerFrame, close};
 use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, info_span};
 
 use crate::metrics;
 use crate::node::Node;
-use crate::protocol::{Subprotocol, server_frame};
-use crate::registry::{CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, Control, Delivery, Hub};
+use crate::registry::{Connection, ConnectionReceivers, Control, Delivery, Hub};
+use crate::socket::{Message, Socket};
 
 /// How a simple (no subprotocol) client's frames are handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,14 +35,6 @@ pub enum SimpleMode {
 
 /// Most messages written per flush, so one busy connection yields to others.
 const WRITE_BATCH: usize = 64;
-/// Close code: the server is going away (clients reconnect).
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-/// Close code: a frame of the wrong type (binary on a JSON protocol).
-pub const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
-/// Close code: a frame that could not be understood.
-pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
-/// Close code: a message over the size limit.
-pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Why the attached loop stopped.
 pub(crate) enum End {
@@ -107,6 +99,12 @@ impl Session {
         }
     }
 
+    /// Reads the client's frames and writes the hub's, in the connection's subprotocol (looked
+    /// up, not stored, so an idle session holds nothing for it).
+    pub(crate) fn codec(&self) -> &'static dyn Codec {
+        self.conn.protocol.codec()
+    }
+
     /// Runs the session until it ends, then removes the connection from the hub.
     pub fn run(self, socket: Socket) -> impl Future<Output = ()> + Send {
         let span = info_span!("conn", id = %self.conn.id, hub = %self.hub.name, user = self.conn.user_id.as_deref().unwrap_or(""));
@@ -158,21 +156,22 @@ impl Session {
         }
     }
 
-    /// Sends `connected` (JSON protocols) and, after a reconnection, every unacked message.
+    /// Sends `connected` (if the protocol has it) and, after a reconnection, every unacked
+    /// message.
     async fn greet(
         &mut self,
         socket: &mut Socket,
         resumed: bool,
     ) -> Result<(), crate::socket::Error> {
-        if self.conn.protocol == Subprotocol::Simple {
-            return Ok(());
-        }
-        let connected = server_frame::connected(
+        let connected = ServerFrame::connected(
             &self.conn.id,
             self.conn.user_id.as_deref(),
             self.conn.reconnection_token.as_deref(),
         );
-        socket.feed(Message::Text(connected.into())).await?;
+        let Some(connected) = self.codec().encode(&connected) else {
+            return Ok(());
+        };
+        socket.feed(crate::socket::message(connected)).await?;
         if resumed && let Some(r) = &self.reliable {
             for frame in r.unacked() {
                 socket.feed(Message::Text(frame.clone())).await?;
@@ -193,7 +192,7 @@ impl Session {
                 _ = shutdown.cancelled() => {
                     // Hand the session to the cluster before the client can reconnect elsewhere.
                     self.release().await;
-                    self.close(socket, "The hub is shutting down; reconnect", CLOSE_GOING_AWAY).await;
+                    self.close(socket, "The hub is shutting down; reconnect", close::GOING_AWAY).await;
                     return End::Finished;
                 }
                 ctl = self.rx.control.recv_async() => match ctl {
@@ -214,12 +213,12 @@ impl Session {
                         Some(Err(e)) => return self.on_read_error(socket, e).await,
                         Some(Ok(Message::Close(_))) => return End::Finished,
                         Some(Ok(Message::Text(text))) => {
-                            if let Some(end) = self.on_text(socket, text).await {
+                            if let Some(end) = self.on_data(socket, FrameRef::Text(text.as_str())).await {
                                 return end;
                             }
                         }
                         Some(Ok(Message::Binary(bytes))) => {
-                            if let Some(end) = self.on_binary(socket, bytes).await {
+                            if let Some(end) = self.on_data(socket, FrameRef::Binary(&bytes)).await {
                                 return end;
                             }
                         }
@@ -240,7 +239,7 @@ impl Session {
                 _ = sleep_until(next_ping) => {
                     if last_heard.elapsed() > keepalive * 3 {
                         debug!("closing idle connection");
-                        self.close(socket, "Idle timeout: nothing received from the client", CLOSE_GOING_AWAY).await;
+                        self.close(socket, "Idle timeout: nothing received from the client", close::GOING_AWAY).await;
                         return End::Dropped;
                     }
                     next_ping = Instant::now() + keepalive;
@@ -275,7 +274,7 @@ impl Session {
                     self.close(
                         socket,
                         "Reliable buffer full: 1000 unacknowledged messages or 16 MB",
-                        CLOSE_NO_RECOVERY,
+                        close::NO_RECOVERY,
                     )
                     .await;
                     return Some(End::Finished);
@@ -317,25 +316,18 @@ impl Session {
         }
     }
 
-    /// The frame this connection gets for a delivery.
+    /// The frame this connection gets for a delivery: the one encoded for every connection
+    /// of its encoding, numbered for this connection on a reliable protocol.
     fn frame_for(&mut self, d: &Delivery) -> Result<Message, BufferFull> {
-        Ok(match self.conn.protocol {
-            Subprotocol::Json => Message::Text(d.json_frame.clone()),
-            Subprotocol::JsonReliable => match &mut self.reliable {
-                Some(r) => {
-                    let frame = r.stamp(d.json_frame.as_str())?;
-                    if let Some(s) = &mut self.shared {
-                        s.stamped(r.last_id(), &frame, d, &self.conn);
-                    }
-                    Message::Text(frame)
-                }
-                None => Message::Text(d.json_frame.clone()),
-            },
-            Subprotocol::Simple => match &d.raw_text {
-                Some(t) => Message::Text(t.clone()),
-                None => Message::Binary(d.payload.raw.clone()),
-            },
-        })
+        let frame = d.frame(self.codec());
+        let (Some(r), Message::Text(shared)) = (&mut self.reliable, &frame) else {
+            return Ok(frame);
+        };
+        let numbered = r.stamp(self.conn.protocol.codec(), shared.as_str())?;
+        if let Some(s) = &mut self.shared {
+            s.stamped(r.last_id(), &numbered, d, &self.conn);
+        }
+        Ok(Message::Text(numbered))
     }
 
     /// While a reliable client is away: keep numbering and buffering its messages, and wait
@@ -364,11 +356,10 @@ impl Session {
         }
     }
 
-    /// Sends `disconnected` (JSON protocols) and a close frame.
+    /// Sends `disconnected` (if the protocol has it) and a close frame.
     pub(crate) async fn close(&self, socket: &mut Socket, reason: &str, code: u16) {
         let _ = self.close_reason.set(reason.to_string());
-        let disconnected = (self.conn.protocol != Subprotocol::Simple).then_some(reason);
-        say_goodbye(socket, disconnected, code, reason).await;
+        say_goodbye(socket, self.codec(), reason, code, reason).await;
     }
 
     async fn on_read_error(&self, socket: &mut Socket, e: crate::socket::Error) -> End {
@@ -377,7 +368,7 @@ impl Session {
             WsError::Capacity(CapacityError::MessageTooLong { max_size, .. }) => {
                 metrics::global().protocol_error("frame_too_big");
                 let reason = format!("Message too big: the limit is {max_size} bytes");
-                self.close(socket, &reason, CLOSE_TOO_BIG).await;
+                self.close(socket, &reason, close::TOO_BIG).await;
                 End::Finished
             }
             WsError::Utf8(_) => {
@@ -385,7 +376,7 @@ impl Session {
                 self.close(
                     socket,
                     "Invalid UTF-8 in a text frame",
-                    CLOSE_INVALID_PAYLOAD,
+                    close::INVALID_PAYLOAD,
                 )
                 .await;
                 End::Finished
@@ -403,7 +394,7 @@ impl Session {
     /// Removes the connection from the hub once the session is over. A reliable session
     /// stays in the cluster's store when another node takes it over or this node drains.
     async fn finish(&mut self) {
-        self.conn.close("", CLOSE_NO_RECOVERY);
+        self.conn.close("", close::NO_RECOVERY);
         let app = self.app.clone();
         let store = app.broker.sessions().filter(|_| self.shared.is_some());
         let hand_over = self.conn.is_handed_over() || self.app.shutdown.is_cancelled();
@@ -431,19 +422,18 @@ impl Session {
     }
 }
 
-/// Ends a socket as the service does: a `disconnected` system message (JSON protocols), then a
-/// close frame with `code` and `close_reason` (cut to the 123 bytes a close frame allows).
-/// Errors are ignored: the socket is being dropped either way.
+/// Ends a socket as the service does: a `disconnected` message with `reason` (if the protocol
+/// has one), then a close frame with `code` and `close_reason` (cut to the 123 bytes a close
+/// frame allows). Errors are ignored: the socket is being dropped either way.
 pub(crate) async fn say_goodbye(
     socket: &mut Socket,
-    disconnected: Option<&str>,
+    codec: &dyn Codec,
+    reason: &str,
     code: u16,
     close_reason: &str,
 ) {
-    if let Some(message) = disconnected {
-        let _ = socket
-            .feed(Message::Text(server_frame::disconnected(message).into()))
-            .await;
+    if let Some(frame) = codec.encode(&ServerFrame::disconnected(reason)) {
+        let _ = socket.feed(crate::socket::message(frame)).await;
     }
     let _ = socket
         .send(crate::socket::close_frame(code, close_reason))

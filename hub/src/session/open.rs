@@ -6,21 +6,16 @@
 
 use std::sync::Arc;
 
+use nerve_protocol::{Subprotocol, close};
 use tracing::debug;
 
 use super::{Session, SimpleMode};
 use crate::limits::{Admission, LimitKind};
 use crate::metrics;
 use crate::node::{Announce, Node};
-use crate::protocol::Subprotocol;
-use crate::registry::{
-    CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, ConnectionSpec, Hub, Roles,
-};
+use crate::registry::{Connection, ConnectionReceivers, ConnectionSpec, Hub, Roles};
 use crate::socket::Socket;
 use crate::upstream::Notice;
-
-/// Close code: the node cannot take the connection now; the client may retry (elsewhere).
-const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 
 /// A connection the handshake accepted, about to open.
 pub struct Opening {
@@ -85,10 +80,13 @@ pub async fn reconnect(node: Arc<Node>, hub: &str, conn_id: &str, token: &str, s
         debug!(%conn_id, "reconnection refused: unknown or expired session");
         let reason =
             "The session is gone (unknown connection, wrong token or expired); connect again";
+        // Only reliable clients reconnect, so the goodbye is in their protocol.
+        let codec = Subprotocol::JsonReliable.codec();
         super::say_goodbye(
             &mut socket,
-            Some(reason),
-            CLOSE_NO_RECOVERY,
+            codec,
+            reason,
+            close::NO_RECOVERY,
             "session not found",
         )
         .await;
@@ -117,7 +115,8 @@ async fn resume(
             // The session stays in the store for a node with room.
             store.release(conn_id).await;
             let reason = "This node is at its connection limit; reconnect to another node";
-            super::say_goodbye(&mut socket, Some(reason), CLOSE_TRY_AGAIN_LATER, reason).await;
+            let codec = Subprotocol::JsonReliable.codec();
+            super::say_goodbye(&mut socket, codec, reason, close::TRY_AGAIN_LATER, reason).await;
             return Ok(());
         }
     };

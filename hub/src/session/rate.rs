@@ -1,9 +1,10 @@
 //! Per-connection rate limits as a session enforces them: a client over its message or byte
 //! rate is told why in a `disconnected` message and closed with 1008.
 
+use nerve_protocol::close;
+
 use super::{End, Session};
 use crate::limits::LimitKind;
-use crate::registry::CLOSE_NO_RECOVERY;
 use crate::socket::{Message, Socket};
 
 impl Session {
@@ -32,7 +33,7 @@ impl Session {
                 limits.messages_per_sec
             ),
         };
-        self.close(socket, &reason, CLOSE_NO_RECOVERY).await;
+        self.close(socket, &reason, close::NO_RECOVERY).await;
         Some(End::Finished)
     }
 }

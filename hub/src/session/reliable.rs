@@ -3,9 +3,9 @@
 
 use std::collections::VecDeque;
 
-use crate::socket::Utf8Bytes;
+use nerve_protocol::{Codec, Frame, FrameRef};
 
-use crate::protocol::server_frame;
+use crate::socket::Utf8Bytes;
 
 /// The reliable buffer exceeded its bounds; the session cannot be recovered.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,8 +33,9 @@ impl ReliableBuffer {
         }
     }
 
-    /// Numbers a message frame and keeps it until acknowledged; returns the frame to write.
-    pub fn stamp(&mut self, frame: &str) -> Result<Utf8Bytes, BufferFull> {
+    /// Numbers a message frame with `codec` and keeps it until acknowledged; returns the frame
+    /// to write.
+    pub fn stamp(&mut self, codec: &dyn Codec, frame: &str) -> Result<Utf8Bytes, BufferFull> {
         if self.unacked.len() >= self.max_messages
             || self.unacked_bytes + frame.len() > self.max_bytes
         {
@@ -42,7 +43,11 @@ impl ReliableBuffer {
         }
         let id = self.next_sequence_id;
         self.next_sequence_id += 1;
-        let stamped = Utf8Bytes::from(server_frame::with_sequence_id(frame, id));
+        let stamped = match codec.sequence(FrameRef::Text(frame), id) {
+            Some(Frame::Text(numbered)) => Utf8Bytes::from(numbered),
+            // A protocol without sequence ids (or with binary ones) resends the frame as it is.
+            _ => Utf8Bytes::from(frame),
+        };
         self.unacked_bytes += stamped.len();
         self.unacked.push_back((id, stamped.clone()));
         if self.unacked.capacity() > 64 && self.unacked.len() < self.unacked.capacity() / 4 {
@@ -97,12 +102,14 @@ impl ReliableBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nerve_protocol::codec::json::ReliableJsonCodec;
 
     #[test]
     fn numbers_from_one_and_trims_on_ack() {
         let mut b = ReliableBuffer::new(10, 1 << 20);
         for _ in 0..5 {
-            b.stamp(r#"{"type":"message"}"#).unwrap();
+            b.stamp(&ReliableJsonCodec, r#"{"type":"message"}"#)
+                .unwrap();
         }
         b.ack(3);
         let left: Vec<String> = b.unacked().map(|f| f.as_str().to_string()).collect();
@@ -110,7 +117,7 @@ mod tests {
         assert!(left[0].starts_with(r#"{"sequenceId":4,"#));
         b.ack(99);
         assert!(b.unacked().next().is_none());
-        let next = b.stamp("{}").unwrap();
+        let next = b.stamp(&ReliableJsonCodec, "{}").unwrap();
         assert!(next.as_str().starts_with(r#"{"sequenceId":6,"#));
     }
 
@@ -127,25 +134,29 @@ mod tests {
         assert_eq!((b.unacked().count(), b.last_id()), (2, 8));
         assert_eq!(b.ack(7), 1);
         assert!(
-            b.stamp("{}")
+            b.stamp(&ReliableJsonCodec, "{}")
                 .unwrap()
                 .as_str()
                 .starts_with(r#"{"sequenceId":9,"#)
         );
         let mut b = ReliableBuffer::new(10, 1 << 20);
         b.restore(Vec::new(), 41);
-        let next = b.stamp("{}").unwrap();
+        let next = b.stamp(&ReliableJsonCodec, "{}").unwrap();
         assert!(next.as_str().starts_with(r#"{"sequenceId":42,"#));
     }
 
     #[test]
     fn bounded_in_messages_and_bytes() {
         let mut b = ReliableBuffer::new(2, 1 << 20);
-        b.stamp("{}").unwrap();
-        b.stamp("{}").unwrap();
-        assert_eq!(b.stamp("{}"), Err(BufferFull));
+        b.stamp(&ReliableJsonCodec, "{}").unwrap();
+        b.stamp(&ReliableJsonCodec, "{}").unwrap();
+        assert_eq!(b.stamp(&ReliableJsonCodec, "{}"), Err(BufferFull));
         let mut b = ReliableBuffer::new(100, 40);
-        b.stamp(r#"{"a":"0123456789"}"#).unwrap();
-        assert_eq!(b.stamp(r#"{"a":"0123456789"}"#), Err(BufferFull));
+        b.stamp(&ReliableJsonCodec, r#"{"a":"0123456789"}"#)
+            .unwrap();
+        assert_eq!(
+            b.stamp(&ReliableJsonCodec, r#"{"a":"0123456789"}"#),
+            Err(BufferFull)
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod upgrade;
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use nerve_protocol::Frame;
 
 pub use tungstenite::protocol::CloseFrame;
 pub use tungstenite::protocol::WebSocketConfig;
@@ -17,6 +18,14 @@ pub use tungstenite::{Error, Message, Utf8Bytes};
 
 /// A server-side WebSocket.
 pub type Socket = tokio_tungstenite::WebSocketStream<TokioIo<Upgraded>>;
+
+/// The message that writes a frame a codec encoded (no copy: the text becomes shared bytes).
+pub fn message(frame: Frame) -> Message {
+    match frame {
+        Frame::Text(text) => Message::Text(Utf8Bytes::from(text)),
+        Frame::Binary(bytes) => Message::Binary(bytes),
+    }
+}
 
 /// A close frame with `code` and `reason` (cut to the 123 bytes a close frame allows).
 pub fn close_frame(code: u16, reason: &str) -> Message {
@@ -45,11 +54,11 @@ mod tests {
     #[test]
     fn close_reasons_are_cut_on_a_char_boundary() {
         let long = "é".repeat(100);
-        let Message::Close(Some(f)) = close_frame(1008, &long) else {
+        let Message::Close(Some(f)) = close_frame(nerve_protocol::close::NO_RECOVERY, &long) else {
             panic!("not a close frame");
         };
         assert!(f.reason.len() <= 123);
-        assert_eq!(u16::from(f.code), 1008);
+        assert_eq!(u16::from(f.code), nerve_protocol::close::NO_RECOVERY);
         assert!(long.starts_with(f.reason.as_str()));
     }
 }

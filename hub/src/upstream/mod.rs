@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
+use nerve_protocol::{DataType, Payload};
 use tracing::{Instrument, debug, warn};
 
 use crate::auth::AccessKeys;
-use crate::protocol::{DataType, Payload};
 
 pub use cloudevents::EventContext;
 pub use connect::{ConnectOutcome, ConnectRefused, ConnectRequest, ConnectResponse};

@@ -10,8 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::protocol::Payload;
-use crate::protocol::server_frame::{self, ErrorName};
+use nerve_protocol::{ErrorBody, ErrorName, Payload, ServerFrame};
 
 use super::{EventContext, Upstream, UpstreamError};
 
@@ -54,8 +53,8 @@ impl Job {
 /// What the worker asks the session to do.
 #[derive(Debug)]
 pub enum PipeReply {
-    /// Write this control frame (ack, invokeResponse).
-    Frame(String),
+    /// Write this control frame (ack, invokeResponse) in the connection's protocol.
+    Frame(ServerFrame<'static>),
     /// Write this payload as a server message (numbered on reliable connections, raw for
     /// simple clients).
     Deliver(Payload),
@@ -159,18 +158,14 @@ async fn handle(up: &Upstream, ctx: &EventContext, job: Job) -> Vec<PipeReply> {
             Ok(reply) => {
                 let mut out: Vec<PipeReply> = reply.into_iter().map(server).collect();
                 if let Some(id) = ack_id {
-                    out.push(PipeReply::Frame(server_frame::ack_ok(id)));
+                    out.push(PipeReply::Frame(ServerFrame::ack(id, Ok(()))));
                 }
                 out
             }
             Err(e) => {
                 let mut out = Vec::new();
                 if let Some(id) = ack_id {
-                    out.push(PipeReply::Frame(server_frame::ack_err(
-                        id,
-                        error_name(&e),
-                        &e.to_string(),
-                    )));
+                    out.push(PipeReply::Frame(ServerFrame::ack(id, Err(error_body(&e)))));
                 }
                 out.push(PipeReply::Close(format!("Event '{event}' failed: {e}")));
                 out
@@ -182,8 +177,8 @@ async fn handle(up: &Upstream, ctx: &EventContext, job: Job) -> Vec<PipeReply> {
             payload,
         } => {
             let frame = match up.user_event(ctx, &event, &payload).await {
-                Ok(reply) => server_frame::invoke_ok(&invocation_id, reply.as_ref()),
-                Err(e) => server_frame::invoke_err(&invocation_id, error_name(&e), &e.to_string()),
+                Ok(reply) => ServerFrame::invoke_ok(invocation_id, reply),
+                Err(e) => ServerFrame::invoke_err(invocation_id, error_body(&e)),
             };
             vec![PipeReply::Frame(frame)]
         }
@@ -194,10 +189,11 @@ async fn handle(up: &Upstream, ctx: &EventContext, job: Job) -> Vec<PipeReply> {
     }
 }
 
-fn error_name(e: &UpstreamError) -> ErrorName {
-    match e {
+fn error_body(e: &UpstreamError) -> ErrorBody<'static> {
+    let name = match e {
         UpstreamError::Timeout(_) => ErrorName::Timeout,
         UpstreamError::NoHandler(_) => ErrorName::NotFound,
         _ => ErrorName::InternalServerError,
-    }
+    };
+    ErrorBody::new(name, e.to_string())
 }

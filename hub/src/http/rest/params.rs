@@ -4,11 +4,11 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
+use nerve_protocol::client_frame::validate_group_name;
+use nerve_protocol::{DataType, Payload};
 
 use crate::filter::Filter;
 use crate::http::error::ApiError;
-use crate::protocol::client_frame::validate_group_name;
-use crate::protocol::{DataType, Payload};
 
 /// Largest `messageTtlSeconds`.
 pub const MAX_TTL_SECS: u64 = 300;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
+use nerve_protocol::Sender;
 
 use super::{Call, params, status};
 use crate::cluster::{Scope, Target};
 use crate::http::error::ApiError;
 use crate::metrics;
-use crate::protocol::server_frame::From;
 use crate::registry::Delivery;
 
 /// The `excluded` ids and the `filter` (checked here, so a bad one is a 400 rather than a
@@ -43,7 +43,7 @@ async fn publish(
     let limit = call.app.config.limits.max_frame_bytes;
     let payload = params::payload(body, &call.headers, limit).await?;
     metrics::global().message_in("rest", payload.size());
-    let d: Arc<Delivery> = Delivery::new(From::Server, payload);
+    let d: Arc<Delivery> = Delivery::new(Sender::Server, payload);
     let local = call.app.registry.hub(&call.hub);
     call.app
         .broker

@@ -1,4 +1,4 @@
-//! Parsing of client → hub frames of the JSON subprotocols.
+//! Client frames as JSON text: parsed by the hub, written by clients.
 //!
 //! Frames are parsed into one flat struct first, so a frame that fails validation can still be
 //! answered on its `ackId`; then each `type` is checked for the fields it needs.
@@ -6,89 +6,10 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::payload::{DataType, Payload, PayloadError};
-
-/// Longest group name the service accepts.
-pub const MAX_GROUP_NAME: usize = 1024;
-
-/// A validated frame from a client.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ClientFrame {
-    /// `joinGroup`
-    JoinGroup {
-        /// Group to join.
-        group: String,
-        /// Ack id, if the client wants an ack.
-        ack_id: Option<u64>,
-    },
-    /// `leaveGroup`
-    LeaveGroup {
-        /// Group to leave.
-        group: String,
-        /// Ack id, if the client wants an ack.
-        ack_id: Option<u64>,
-    },
-    /// `sendToGroup`
-    SendToGroup {
-        /// Target group.
-        group: String,
-        /// Ack id, if the client wants an ack.
-        ack_id: Option<u64>,
-        /// Do not deliver back to the sender.
-        no_echo: bool,
-        /// The message.
-        payload: Payload,
-    },
-    /// `event`: a user event for the upstream.
-    Event {
-        /// Event name.
-        event: String,
-        /// Ack id, if the client wants an ack.
-        ack_id: Option<u64>,
-        /// The data.
-        payload: Payload,
-    },
-    /// `invoke`: a user event whose upstream reply comes back as `invokeResponse`.
-    Invoke {
-        /// Client-chosen invocation id.
-        invocation_id: String,
-        /// Event name.
-        event: String,
-        /// The data.
-        payload: Payload,
-    },
-    /// `cancelInvocation`
-    CancelInvocation {
-        /// The invocation to cancel.
-        invocation_id: String,
-    },
-    /// `sequenceAck` (reliable protocol).
-    SequenceAck {
-        /// Everything up to this id is acknowledged.
-        sequence_id: u64,
-    },
-    /// `ping`
-    Ping,
-    /// A known frame type the hub does not support (streams, group state).
-    Unsupported {
-        /// The frame type.
-        kind: String,
-        /// Ack id, if any.
-        ack_id: Option<u64>,
-        /// Stream id, for stream frames.
-        stream_id: Option<String>,
-    },
-}
-
-/// Why a frame was refused; carries the ack id when it could be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{reason}")]
-pub struct FrameError {
-    /// The frame's `ackId`, if it had a readable one.
-    pub ack_id: Option<u64>,
-    /// What was wrong, for the client.
-    pub reason: String,
-}
+use super::Id;
+use super::object::Object;
+use crate::client_frame::{ClientFrame, FrameError, validate_event_name, validate_group_name};
+use crate::payload::{DataType, Payload, PayloadError};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -103,7 +24,7 @@ struct RawFrame<'a> {
     data: Option<&'a RawValue>,
     event: Option<String>,
     sequence_id: Option<u64>,
-    invocation_id: Option<String>,
+    invocation_id: Option<Id>,
     stream_id: Option<String>,
     #[serde(borrow)]
     stream: Option<&'a RawValue>,
@@ -131,6 +52,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     };
     let ack_id = raw.ack_id;
     let fail = |reason: String| FrameError { ack_id, reason };
+    let data = || payload(raw.data_type.as_deref(), raw.data).map_err(|e| fail(e.to_string()));
     let kind = raw
         .kind
         .as_deref()
@@ -161,8 +83,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
                     stream_id,
                 });
             }
-            let payload =
-                payload(raw.data_type.as_deref(), raw.data).map_err(|e| fail(e.to_string()))?;
+            let payload = data()?;
             Ok(ClientFrame::SendToGroup {
                 group,
                 ack_id,
@@ -172,8 +93,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         }
         "event" => {
             let event = valid_event(raw.event).map_err(fail)?;
-            let payload =
-                payload(raw.data_type.as_deref(), raw.data).map_err(|e| fail(e.to_string()))?;
+            let payload = data()?;
             Ok(ClientFrame::Event {
                 event,
                 ack_id,
@@ -183,11 +103,11 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         "invoke" => {
             let invocation_id = raw
                 .invocation_id
+                .map(Id::into_string)
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| fail("'invoke' requires a non-empty 'invocationId'".into()))?;
             let event = valid_event(raw.event).map_err(fail)?;
-            let payload =
-                payload(raw.data_type.as_deref(), raw.data).map_err(|e| fail(e.to_string()))?;
+            let payload = data()?;
             Ok(ClientFrame::Invoke {
                 invocation_id,
                 event,
@@ -197,6 +117,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         "cancelInvocation" => Ok(ClientFrame::CancelInvocation {
             invocation_id: raw
                 .invocation_id
+                .map(Id::into_string)
                 .ok_or_else(|| fail("'cancelInvocation' requires 'invocationId'".into()))?,
         }),
         "sequenceAck" => Ok(ClientFrame::SequenceAck {
@@ -218,19 +139,6 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     }
 }
 
-/// Validates a group name: 1–1024 characters and not only whitespace.
-pub fn validate_group_name(group: &str) -> Result<(), String> {
-    if group.trim().is_empty() {
-        return Err("group name must not be empty or only whitespace".into());
-    }
-    if group.chars().count() > MAX_GROUP_NAME {
-        return Err(format!(
-            "group name is longer than {MAX_GROUP_NAME} characters"
-        ));
-    }
-    Ok(())
-}
-
 fn valid_group(group: Option<String>) -> Result<String, String> {
     let group = group.ok_or_else(|| "frame requires a 'group'".to_string())?;
     validate_group_name(&group)?;
@@ -239,9 +147,7 @@ fn valid_group(group: Option<String>) -> Result<String, String> {
 
 fn valid_event(event: Option<String>) -> Result<String, String> {
     let event = event.ok_or_else(|| "frame requires an 'event' name".to_string())?;
-    if event.is_empty() || event.len() > 128 {
-        return Err("event name must be 1 to 128 characters".into());
-    }
+    validate_event_name(&event)?;
     Ok(event)
 }
 
@@ -262,9 +168,80 @@ fn payload(data_type: Option<&str>, data: Option<&RawValue>) -> Result<Payload, 
     Payload::from_frame(data_type, data)
 }
 
+impl ClientFrame {
+    /// The frame as JSON text, as a client sends it.
+    pub fn to_json(&self) -> String {
+        match self {
+            ClientFrame::JoinGroup { group, ack_id }
+            | ClientFrame::LeaveGroup { group, ack_id } => {
+                Object::new(self.kind(), group.len() + 32)
+                    .str("group", group)
+                    .opt_u64("ackId", *ack_id)
+                    .finish()
+            }
+            ClientFrame::SendToGroup {
+                group,
+                ack_id,
+                no_echo,
+                payload,
+            } => {
+                let o = Object::new(self.kind(), group.len() + payload.json.len() + 64)
+                    .str("group", group)
+                    .opt_u64("ackId", *ack_id);
+                let o = if *no_echo { o.bool("noEcho", true) } else { o };
+                with_data(o, payload).finish()
+            }
+            ClientFrame::Event {
+                event,
+                ack_id,
+                payload,
+            } => {
+                let o = Object::new(self.kind(), event.len() + payload.json.len() + 64)
+                    .str("event", event)
+                    .opt_u64("ackId", *ack_id);
+                with_data(o, payload).finish()
+            }
+            ClientFrame::Invoke {
+                invocation_id,
+                event,
+                payload,
+            } => {
+                let o = Object::new(self.kind(), event.len() + payload.json.len() + 80)
+                    .str("invocationId", invocation_id)
+                    .str("target", "event")
+                    .str("event", event);
+                with_data(o, payload).finish()
+            }
+            ClientFrame::CancelInvocation { invocation_id } => Object::new(self.kind(), 32)
+                .str("invocationId", invocation_id)
+                .finish(),
+            ClientFrame::SequenceAck { sequence_id } => Object::new(self.kind(), 32)
+                .u64("sequenceId", *sequence_id)
+                .finish(),
+            ClientFrame::Ping => Object::new(self.kind(), 0).finish(),
+            ClientFrame::Unsupported {
+                kind,
+                ack_id,
+                stream_id,
+            } => Object::new(kind, 32)
+                .opt_u64("ackId", *ack_id)
+                .opt_str("streamId", stream_id.as_deref())
+                .finish(),
+        }
+    }
+}
+
+/// Adds `dataType` and `data` (a payload's JSON text, which is valid UTF-8 by construction).
+pub(super) fn with_data(o: Object, payload: &Payload) -> Object {
+    let data = std::str::from_utf8(&payload.json).unwrap_or("null");
+    o.str("dataType", payload.data_type.as_str())
+        .raw("data", data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     #[test]
     fn parses_every_frame_type() {
@@ -318,6 +295,10 @@ mod tests {
             Ok(ClientFrame::Invoke { .. })
         ));
         assert!(matches!(
+            parse_client_frame(r#"{"type":"invoke","invocationId":7,"event":"x"}"#),
+            Ok(ClientFrame::Invoke { invocation_id, .. }) if invocation_id == "7"
+        ));
+        assert!(matches!(
             parse_client_frame(r#"{"type":"streamData","streamId":"s","streamSequenceId":1}"#),
             Ok(ClientFrame::Unsupported { .. })
         ));
@@ -351,10 +332,62 @@ mod tests {
         assert_eq!(e.ack_id, None);
     }
 
+    fn json_of(f: &ClientFrame) -> Value {
+        serde_json::from_str(&f.to_json()).unwrap()
+    }
+
     #[test]
-    fn group_names_are_bounded() {
-        assert!(validate_group_name(&"a".repeat(1024)).is_ok());
-        assert!(validate_group_name(&"a".repeat(1025)).is_err());
-        assert!(validate_group_name("").is_err());
+    fn writes_what_clients_send() {
+        assert_eq!(
+            json_of(&ClientFrame::JoinGroup {
+                group: "g".into(),
+                ack_id: Some(1)
+            }),
+            json!({"type": "joinGroup", "group": "g", "ackId": 1})
+        );
+        assert_eq!(
+            json_of(&ClientFrame::SendToGroup {
+                group: "g".into(),
+                ack_id: None,
+                no_echo: true,
+                payload: Payload::text("hi"),
+            }),
+            json!({"type": "sendToGroup", "group": "g", "noEcho": true, "dataType": "text", "data": "hi"})
+        );
+        assert_eq!(
+            json_of(&ClientFrame::Invoke {
+                invocation_id: "4".into(),
+                event: "bus.submit".into(),
+                payload: Payload::from_value(&json!({"a": 1})),
+            }),
+            json!({"type": "invoke", "invocationId": "4", "target": "event", "event": "bus.submit",
+                   "dataType": "json", "data": {"a": 1}})
+        );
+        assert_eq!(
+            json_of(&ClientFrame::SequenceAck { sequence_id: 9 }),
+            json!({"type": "sequenceAck", "sequenceId": 9})
+        );
+    }
+
+    #[test]
+    fn what_clients_write_parses_back() {
+        let frames = [
+            ClientFrame::LeaveGroup {
+                group: "g \"1\"".into(),
+                ack_id: None,
+            },
+            ClientFrame::Event {
+                event: "e".into(),
+                ack_id: Some(3),
+                payload: Payload::binary(bytes::Bytes::from_static(&[0, 1, 2])),
+            },
+            ClientFrame::CancelInvocation {
+                invocation_id: "1".into(),
+            },
+            ClientFrame::Ping,
+        ];
+        for f in frames {
+            assert_eq!(parse_client_frame(&f.to_json()), Ok(f));
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! A2A v1.0 data shapes (Task, Message, Part, Artifact, StreamResponse, AgentCard) as JSON, so
-//! task events on the bus can be forwarded unchanged to A2A clients and the hub bridge.
+//! task events on the bus can be forwarded unchanged to A2A clients and the hub bridge, and
+//! agents and clients read the same types the bus writes.
 
 use std::fmt;
 
@@ -81,6 +82,13 @@ impl TaskState {
     /// Input- and auth-required pause the task until the requester answers.
     pub fn is_interrupted(self) -> bool {
         matches!(self, TaskState::InputRequired | TaskState::AuthRequired)
+    }
+}
+
+/// Compares with a wire name (v1.0 or v0.3), as clients often hold states as strings.
+impl PartialEq<&str> for TaskState {
+    fn eq(&self, name: &&str) -> bool {
+        TaskState::parse(name) == Some(*self)
     }
 }
 
@@ -192,7 +200,7 @@ impl Message {
     /// A message with a fresh id.
     pub fn new(role: Role, parts: Vec<Part>) -> Self {
         Message {
-            message_id: crate::envelope::new_id(),
+            message_id: crate::id::new_id(),
             role,
             parts,
             context_id: None,
@@ -388,6 +396,15 @@ pub struct AgentCard {
 }
 
 impl AgentCard {
+    /// A card with no skills yet.
+    pub fn new(id: impl Into<String>, name: impl Into<String>) -> Self {
+        AgentCard {
+            id: id.into(),
+            name: name.into(),
+            ..AgentCard::default()
+        }
+    }
+
     /// Whether the card offers `capability` as a skill.
     pub fn serves(&self, capability: &str) -> bool {
         self.skills.iter().any(|s| s.id == capability)
@@ -408,6 +425,8 @@ mod tests {
         let s: TaskState = serde_json::from_value(json!("input-required")).expect("v0.3");
         assert_eq!(s, TaskState::InputRequired);
         assert!(serde_json::from_value::<TaskState>(json!("unknown")).is_err());
+        assert!(TaskState::Canceled == "TASK_STATE_CANCELED");
+        assert!(TaskState::Canceled != "TASK_STATE_FAILED");
     }
 
     #[test]

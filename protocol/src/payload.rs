@@ -1,12 +1,15 @@
 //! Message payloads and their `dataType` (json, text, binary), validated once on the way in.
 //!
-//! A payload keeps two forms: the JSON text that goes into `"data":…` of a JSON-protocol frame,
-//! and the raw bytes a simple WebSocket client receives. Both are `Bytes`, shared by every
-//! recipient.
+//! A [`Payload`] keeps two forms: the JSON text that goes into `"data":…` of a JSON-protocol
+//! frame, and the raw bytes a simple WebSocket client receives. Both are `Bytes`, shared by every
+//! recipient, so a hub forwards data without ever parsing it into values. [`Data`] is the same
+//! thing decoded, for programs that build or read the data itself.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
 
 /// How a payload's `data` is to be interpreted.
@@ -93,11 +96,9 @@ impl Payload {
     pub fn from_frame(data_type: DataType, data: &RawValue) -> Result<Self, PayloadError> {
         let text = data.get();
         match data_type {
-            DataType::Json => Ok(Payload {
-                data_type,
-                json: Bytes::copy_from_slice(text.as_bytes()),
-                raw: Bytes::copy_from_slice(text.as_bytes()),
-            }),
+            DataType::Json => Ok(Payload::from_json_bytes(Bytes::copy_from_slice(
+                text.as_bytes(),
+            ))),
             DataType::Text => {
                 let s: String =
                     serde_json::from_str(text).map_err(|_| PayloadError::TextNotString)?;
@@ -153,12 +154,9 @@ impl Payload {
             DataType::Json => {
                 let v: &RawValue = serde_json::from_slice(&body)
                     .map_err(|e| PayloadError::InvalidJson(e.to_string()))?;
-                let trimmed = Bytes::copy_from_slice(v.get().as_bytes());
-                Ok(Payload {
-                    data_type,
-                    json: trimmed.clone(),
-                    raw: trimmed,
-                })
+                Ok(Payload::from_json_bytes(Bytes::copy_from_slice(
+                    v.get().as_bytes(),
+                )))
             }
         }
     }
@@ -171,6 +169,66 @@ impl Payload {
     /// Size used for outbox accounting.
     pub fn size(&self) -> usize {
         self.json.len().max(self.raw.len())
+    }
+
+    /// A `json` payload holding `value` serialized.
+    pub fn json_of<T: Serialize + ?Sized>(value: &T) -> Result<Self, PayloadError> {
+        let json =
+            serde_json::to_vec(value).map_err(|e| PayloadError::InvalidJson(e.to_string()))?;
+        Ok(Payload::from_json_bytes(Bytes::from(json)))
+    }
+
+    /// A `json` payload holding `value`.
+    pub fn from_value(value: &Value) -> Self {
+        // A JSON value always serializes: its map keys are strings.
+        Payload::json_of(value)
+            .unwrap_or_else(|_| Payload::from_json_bytes(Bytes::from_static(b"null")))
+    }
+
+    fn from_json_bytes(json: Bytes) -> Self {
+        Payload {
+            data_type: DataType::Json,
+            json: json.clone(),
+            raw: json,
+        }
+    }
+
+    /// The `data` as a JSON value (a string for text and base64 binary).
+    pub fn to_value(&self) -> Result<Value, PayloadError> {
+        serde_json::from_slice(&self.json).map_err(|e| PayloadError::InvalidJson(e.to_string()))
+    }
+
+    /// The data decoded.
+    pub fn to_data(&self) -> Result<Data, PayloadError> {
+        Ok(match self.data_type {
+            DataType::Json => Data::Json(self.to_value()?),
+            DataType::Text => Data::Text(
+                String::from_utf8(self.raw.to_vec()).map_err(|_| PayloadError::InvalidUtf8)?,
+            ),
+            DataType::Binary => Data::Binary(self.raw.to_vec()),
+        })
+    }
+}
+
+/// A payload's data decoded: what a client hands over to send and gets back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Data {
+    /// Any JSON value (`dataType: json`).
+    Json(Value),
+    /// A string (`dataType: text`).
+    Text(String),
+    /// Bytes (`dataType: binary`, base64 on the wire).
+    Binary(Vec<u8>),
+}
+
+impl Data {
+    /// The payload that carries this data.
+    pub fn to_payload(&self) -> Payload {
+        match self {
+            Data::Json(v) => Payload::from_value(v),
+            Data::Text(s) => Payload::text(s),
+            Data::Binary(b) => Payload::binary(Bytes::copy_from_slice(b)),
+        }
     }
 }
 
@@ -225,6 +283,21 @@ mod tests {
             Some(DataType::Binary)
         );
         assert_eq!(DataType::from_content_type("image/png"), None);
+    }
+
+    #[test]
+    fn data_round_trips_through_the_wire_form() {
+        for d in [
+            Data::Json(serde_json::json!({"a": [1, 2]})),
+            Data::Text("hi".into()),
+            Data::Binary(vec![0, 1, 255]),
+        ] {
+            let p = d.to_payload();
+            let data = RawValue::from_string(String::from_utf8(p.json.to_vec()).unwrap()).unwrap();
+            let back = Payload::from_frame(p.data_type, &data).unwrap();
+            assert_eq!(back.to_data(), Ok(d));
+        }
+        assert!(Payload::from_frame(DataType::Binary, &raw(r#""***""#)).is_err());
     }
 
     #[test]

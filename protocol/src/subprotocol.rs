@@ -1,0 +1,90 @@
+//! The WebSocket subprotocols a connection can speak, how one is chosen from a client's offer,
+//! and which codec speaks it.
+
+use crate::codec::Codec;
+use crate::codec::json::{JsonCodec, ReliableJsonCodec};
+use crate::codec::raw::RawCodec;
+
+/// Name of the non-reliable JSON subprotocol (also the agent socket's).
+pub const JSON: &str = "json.webpubsub.azure.v1";
+/// Name of the reliable JSON subprotocol.
+pub const JSON_RELIABLE: &str = "json.reliable.webpubsub.azure.v1";
+
+/// The WebSocket subprotocol a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subprotocol {
+    /// `json.webpubsub.azure.v1`
+    Json,
+    /// `json.reliable.webpubsub.azure.v1`
+    JsonReliable,
+    /// No (or an unknown) subprotocol: raw frames.
+    Simple,
+}
+
+impl Subprotocol {
+    /// Every subprotocol, in the order an offer is matched against.
+    pub const ALL: [Subprotocol; 3] = [
+        Subprotocol::Json,
+        Subprotocol::JsonReliable,
+        Subprotocol::Simple,
+    ];
+
+    /// Chooses the first subprotocol we speak from the client's offer (comma-separated header
+    /// values), or `Simple` when none matches.
+    pub fn negotiate<'a>(offered: impl IntoIterator<Item = &'a str>) -> Self {
+        for p in offered {
+            let p = p.trim();
+            if let Some(known) = Self::ALL.into_iter().find(|s| s.name() == Some(p)) {
+                return known;
+            }
+        }
+        Subprotocol::Simple
+    }
+
+    /// The codec that reads and writes this subprotocol's frames.
+    pub fn codec(self) -> &'static dyn Codec {
+        match self {
+            Subprotocol::Json => &JsonCodec,
+            Subprotocol::JsonReliable => &ReliableJsonCodec,
+            Subprotocol::Simple => &RawCodec,
+        }
+    }
+
+    /// The name echoed in the handshake, if any.
+    pub fn name(self) -> Option<&'static str> {
+        self.codec().subprotocol()
+    }
+
+    /// Whether messages carry sequence ids and the session survives a dropped socket.
+    pub fn is_reliable(self) -> bool {
+        self.codec().is_reliable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiates_first_known_protocol() {
+        assert_eq!(
+            Subprotocol::negotiate(["foo", "json.reliable.webpubsub.azure.v1"]),
+            Subprotocol::JsonReliable
+        );
+        assert_eq!(
+            Subprotocol::negotiate([" json.webpubsub.azure.v1"]),
+            Subprotocol::Json
+        );
+        assert_eq!(Subprotocol::negotiate(["mqtt"]), Subprotocol::Simple);
+        assert_eq!(Subprotocol::negotiate([]), Subprotocol::Simple);
+    }
+
+    #[test]
+    fn names_and_reliability_come_from_the_codecs() {
+        assert_eq!(Subprotocol::Json.name(), Some(JSON));
+        assert_eq!(Subprotocol::JsonReliable.name(), Some(JSON_RELIABLE));
+        assert_eq!(Subprotocol::Simple.name(), None);
+        assert!(Subprotocol::JsonReliable.is_reliable());
+        assert!(!Subprotocol::Json.is_reliable());
+    }
+}
