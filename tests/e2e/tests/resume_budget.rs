@@ -1,7 +1,7 @@
 //! A session resumed on another node is a connection like any other there: it takes a place in
 //! that node's connection budget and counts in `nerve_connections_opened_total`.
 
-use nerve_e2e::{Client, Node, WAIT, client_token, metric};
+use nerve_e2e::{Client, Node, WAIT, client_token, metric, rest};
 use nerve_testkit::{RedisServer, eventually};
 
 /// The HTTP status a new client connection to `port` gets.
@@ -63,6 +63,12 @@ async fn a_resumed_session_counts_against_the_budget_and_as_opened() {
     .await;
     assert_eq!(metric(b.port, "nerve_connections_opened_total").await, 1.0);
     assert_eq!(metric(b.port, "nerve_connections").await, 1.0);
+    let path = format!("/connections/{id}");
+    assert_eq!(
+        rest(b.port, "HEAD", &path, None).await.status,
+        200,
+        "node b holds the session under its connection id"
+    );
     // Node b holds one connection, its limit: the resumed session took the place.
     assert_eq!(handshake_status(b.port, "bob").await, 503);
     assert!(c.closed().is_none(), "the resumed client stays connected");
