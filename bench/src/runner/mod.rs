@@ -1,6 +1,6 @@
 //! The runner: `nerve-bench run` starts Redis, the servers and the load generators, runs the
-//! named scenarios against Nerve, Socket.IO and the raw limit side by side, and writes the JSON
-//! results, the Markdown table and the plots.
+//! named scenarios against Nerve (one build, or several named with `--nerve`), Socket.IO and the
+//! raw limit side by side, and writes the JSON results, the Markdown table and the plots.
 
 mod agentbus;
 mod plot;
@@ -16,9 +16,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use report::{Machine, Results, Settings, Skipped};
+use report::{BuildRecord, DEFAULT_NERVE, Machine, Results, Settings, Skipped};
 use scenarios::Ctx;
-use targets::{Env, Kind};
+use targets::{Env, Kind, NerveBuild, Server};
 
 /// Scenarios in the order they run.
 const SCENARIOS: [&str; 6] = ["idle", "fanout", "rooms", "rest", "cluster", "agentbus"];
@@ -44,6 +44,11 @@ pub struct RunArgs {
     /// The nerve binary (default: next to this program).
     #[arg(long)]
     nerve_bin: Option<PathBuf>,
+    /// Measure this nerve binary under NAME, beside the other servers; repeat it to compare
+    /// builds in one run. The first is the baseline, the last the one the "÷ server" columns
+    /// speak for (default: the --nerve-bin binary, named `nerve`).
+    #[arg(long = "nerve", value_name = "NAME=PATH", conflicts_with = "nerve_bin")]
+    nerve: Vec<NerveBuild>,
     /// Node processes for the Socket.IO peer (they share rooms through Redis).
     #[arg(long, default_value_t = 2)]
     socketio_workers: usize,
@@ -137,16 +142,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     let exe = std::env::current_exe()?;
     let peer_dir = bench_dir.join("peers/socketio");
-    // Only the WebSocket scenarios start the Socket.IO peer.
-    if chosen.iter().any(|s| *s != "agentbus") {
+    targets::check_builds(&args.nerve)?;
+    let servers = servers(&args, &exe);
+    // Only the WebSocket scenarios start the Socket.IO peer, and only when it is measured.
+    if chosen.iter().any(|s| *s != "agentbus") && servers.iter().any(|s| s.kind == Kind::SocketIo) {
         ensure_npm(&peer_dir)?;
     }
     let redis = nerve_testkit::RedisServer::start();
     let env = Env {
-        nerve_bin: args
-            .nerve_bin
-            .clone()
-            .unwrap_or_else(|| exe.with_file_name("nerve")),
         exe,
         peer_dir,
         redis_url: redis.url(),
@@ -157,7 +160,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let ctx = Ctx {
         env,
         settings: settings(&args),
-        targets: args.targets.clone(),
+        servers,
     };
     let mode = if args.quick { "quick" } else { "full" };
     let mut command = "cargo run --release -p nerve-bench -- run".to_string();
@@ -170,6 +173,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     for t in &args.targets {
         command.push_str(&format!(" --target {t}"));
     }
+    for b in &args.nerve {
+        let file = targets::file_name(&b.path);
+        command.push_str(&format!(" --nerve {}=path/to/{file}", b.name));
+    }
     let mut results = Results {
         mode: mode.to_string(),
         command,
@@ -178,6 +185,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
         duration_s: 0.0,
         machine: machine(nofile),
         settings: ctx.settings.clone(),
+        nerve_builds: args
+            .nerve
+            .iter()
+            .map(|b| BuildRecord {
+                name: b.name.clone(),
+                binary: targets::file_name(&b.path),
+            })
+            .collect(),
         idle: Vec::new(),
         fanout: Vec::new(),
         rooms: Vec::new(),
@@ -204,30 +219,53 @@ pub async fn run(args: RunArgs) -> Result<()> {
     for p in plots {
         println!("plot: {p}");
     }
-    if !args.quick && args.scenarios.is_empty() && args.targets.is_empty() && !args.no_readme {
+    if !args.quick
+        && args.scenarios.is_empty()
+        && args.targets.is_empty()
+        && args.nerve.is_empty()
+        && !args.no_readme
+    {
         update_readme(&bench_dir.join("README.md"), &table)?;
         println!("updated bench/README.md");
     }
     Ok(())
 }
 
-async fn run_scenario(ctx: &Ctx, scenario: &str, results: &mut Results) {
-    let kinds: Vec<Kind> = [Kind::Nerve, Kind::SocketIo, Kind::Raw]
+/// Every server to measure, in the order each measurement visits them: the Nerve builds as
+/// named, then Socket.IO and the raw limit, keeping only the kinds `--target` asks for.
+fn servers(args: &RunArgs, exe: &Path) -> Vec<Server> {
+    let nerve = if args.nerve.is_empty() {
+        let bin = args
+            .nerve_bin
+            .clone()
+            .unwrap_or_else(|| exe.with_file_name("nerve"));
+        vec![Server::nerve(DEFAULT_NERVE, bin)]
+    } else {
+        args.nerve
+            .iter()
+            .map(|b| Server::nerve(&b.name, b.path.clone()))
+            .collect()
+    };
+    nerve
         .into_iter()
-        .filter(|k| ctx.targets.is_empty() || ctx.targets.contains(k))
-        .collect();
-    let skip = |target: Option<Kind>, reason: String| Skipped {
+        .chain([Server::peer(Kind::SocketIo), Server::peer(Kind::Raw)])
+        .filter(|s| args.targets.is_empty() || args.targets.contains(&s.kind))
+        .collect()
+}
+
+async fn run_scenario(ctx: &Ctx, scenario: &str, results: &mut Results) {
+    let skip = |target: Option<&Server>, reason: String| Skipped {
         scenario: scenario.to_string(),
-        target,
+        target: target.map(|s| s.name.clone()),
         reason,
     };
     eprintln!("== scenario {scenario}");
     match scenario {
         "idle" => {
-            for &kind in &kinds {
-                match scenarios::idle(ctx, kind).await {
+            for server in &ctx.servers {
+                match scenarios::idle(ctx, server).await {
                     Ok(row) => results.idle.push(row),
-                    Err(e) => results.skipped.push(skip(Some(kind), format!("{e:#}"))),
+                    Err(e) => results.skipped.push(skip(Some(server), format!("{e:#}"))),
                 }
             }
         }
@@ -244,30 +282,30 @@ async fn run_scenario(ctx: &Ctx, scenario: &str, results: &mut Results) {
                     ));
                     continue;
                 }
-                for &kind in &kinds {
-                    eprintln!("   {kind} N={n}");
-                    match scenarios::fanout(ctx, kind, n).await {
+                for server in &ctx.servers {
+                    eprintln!("   {} N={n}", server.name);
+                    match scenarios::fanout(ctx, server, n).await {
                         Ok(row) => results.fanout.push(row),
                         Err(e) => results
                             .skipped
-                            .push(skip(Some(kind), format!("N = {n}: {e:#}"))),
+                            .push(skip(Some(server), format!("N = {n}: {e:#}"))),
                     }
                 }
             }
         }
         "rooms" => {
-            for &kind in &kinds {
-                match scenarios::rooms(ctx, kind, ctx.settings.room_clients).await {
+            for server in &ctx.servers {
+                match scenarios::rooms(ctx, server, ctx.settings.room_clients).await {
                     Ok(row) => results.rooms.push(row),
-                    Err(e) => results.skipped.push(skip(Some(kind), format!("{e:#}"))),
+                    Err(e) => results.skipped.push(skip(Some(server), format!("{e:#}"))),
                 }
             }
         }
         "rest" => {
-            for &kind in &kinds {
-                match rest::rest(ctx, kind).await {
+            for server in &ctx.servers {
+                match rest::rest(ctx, server).await {
                     Ok(row) => results.rest.push(row),
-                    Err(e) => results.skipped.push(skip(Some(kind), format!("{e:#}"))),
+                    Err(e) => results.skipped.push(skip(Some(server), format!("{e:#}"))),
                 }
             }
         }
@@ -278,13 +316,13 @@ async fn run_scenario(ctx: &Ctx, scenario: &str, results: &mut Results) {
             cluster.env.nerve_nodes = CLUSTER_NODES;
             cluster.env.socketio_workers = CLUSTER_NODES;
             let n = ctx.settings.cluster_size;
-            for &kind in &kinds {
-                eprintln!("   {kind} N={n} (cluster)");
-                match scenarios::fanout(&cluster, kind, n).await {
+            for server in &ctx.servers {
+                eprintln!("   {} N={n} (cluster)", server.name);
+                match scenarios::fanout(&cluster, server, n).await {
                     Ok(row) => results.cluster.push(row),
                     Err(e) => results
                         .skipped
-                        .push(skip(Some(kind), format!("N = {n}: {e:#}"))),
+                        .push(skip(Some(server), format!("N = {n}: {e:#}"))),
                 }
             }
         }

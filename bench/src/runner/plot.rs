@@ -1,5 +1,5 @@
 //! SVG plots of a run: fan-out throughput against group size, and the latency distribution of
-//! each server at the largest group measured.
+//! each server at the largest group measured. Every Nerve build gets its own warm colour.
 
 use std::path::Path;
 
@@ -9,22 +9,40 @@ use plotters::prelude::*;
 use super::report::{LoadRow, Results};
 use super::targets::Kind;
 
-const KINDS: [(Kind, RGBColor); 3] = [
-    (Kind::Nerve, RGBColor(0xd6, 0x27, 0x28)),
-    (Kind::SocketIo, RGBColor(0x1f, 0x77, 0xb4)),
-    (Kind::Raw, RGBColor(0x55, 0x55, 0x55)),
+/// Colours of the Nerve builds, in the order they were named; more builds reuse them.
+const NERVE_COLOURS: [RGBColor; 4] = [
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
 ];
+const SOCKETIO_COLOUR: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
+const RAW_COLOUR: RGBColor = RGBColor(0x55, 0x55, 0x55);
+
+/// Every server a plot may show, by the name its rows carry, with its colour.
+fn series(results: &Results) -> Vec<(String, RGBColor)> {
+    let mut out: Vec<(String, RGBColor)> = results
+        .nerve_names()
+        .into_iter()
+        .zip(NERVE_COLOURS.iter().cycle())
+        .map(|(n, &c)| (n.to_string(), c))
+        .collect();
+    out.push((Kind::SocketIo.to_string(), SOCKETIO_COLOUR));
+    out.push((Kind::Raw.to_string(), RAW_COLOUR));
+    out
+}
 
 /// Writes every plot the results allow into `dir`; returns the files written.
 pub fn render(results: &Results, dir: &Path) -> Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
+    let series = series(results);
     if !results.fanout.is_empty() {
         let file = dir.join("fanout-throughput.svg");
-        throughput(&results.fanout, &file)?;
+        throughput(&results.fanout, &series, &file)?;
         written.push(file.display().to_string());
         let file = dir.join("fanout-latency-cdf.svg");
-        latency_cdf(&results.fanout, &file)?;
+        latency_cdf(&results.fanout, &series, &file)?;
         written.push(file.display().to_string());
     }
     Ok(written)
@@ -34,7 +52,7 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plot: {e:?}")
 }
 
-fn throughput(rows: &[LoadRow], file: &Path) -> Result<()> {
+fn throughput(rows: &[LoadRow], series: &[(String, RGBColor)], file: &Path) -> Result<()> {
     let max_n = rows.iter().map(|r| r.size).max().unwrap_or(1).max(2) as f64;
     let min_n = rows.iter().map(|r| r.size).min().unwrap_or(1).max(1) as f64;
     let max_y = rows
@@ -61,10 +79,11 @@ fn throughput(rows: &[LoadRow], file: &Path) -> Result<()> {
         .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
         .draw()
         .map_err(err)?;
-    for (kind, color) in KINDS {
+    for (name, color) in series {
+        let color = *color;
         let mut points: Vec<(f64, f64)> = rows
             .iter()
-            .filter(|r| r.target == kind)
+            .filter(|r| r.target == *name)
             .map(|r| (r.size as f64, r.saturation.deliveries_per_s))
             .collect();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -74,7 +93,7 @@ fn throughput(rows: &[LoadRow], file: &Path) -> Result<()> {
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(err)?
-            .label(kind.to_string())
+            .label(name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         chart
             .draw_series(
@@ -95,7 +114,7 @@ fn throughput(rows: &[LoadRow], file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn latency_cdf(rows: &[LoadRow], file: &Path) -> Result<()> {
+fn latency_cdf(rows: &[LoadRow], series: &[(String, RGBColor)], file: &Path) -> Result<()> {
     let n = rows.iter().map(|r| r.size).max().unwrap_or(0);
     let at_n: Vec<&LoadRow> = rows.iter().filter(|r| r.size == n).collect();
     let max_ms = at_n
@@ -122,10 +141,11 @@ fn latency_cdf(rows: &[LoadRow], file: &Path) -> Result<()> {
         .y_desc("fraction of deliveries")
         .draw()
         .map_err(err)?;
-    for (kind, color) in KINDS {
+    for (name, color) in series {
+        let color = *color;
         let Some(half) = at_n
             .iter()
-            .find(|r| r.target == kind)
+            .find(|r| r.target == *name)
             .and_then(|r| r.half.as_ref())
         else {
             continue;
@@ -139,7 +159,7 @@ fn latency_cdf(rows: &[LoadRow], file: &Path) -> Result<()> {
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(err)?
-            .label(kind.to_string())
+            .label(name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
     chart

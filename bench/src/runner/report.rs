@@ -6,8 +6,10 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use super::agentbus::BusRow;
-use super::targets::Kind;
 use nerve_bench::stats::Latency;
+
+/// The name of the single Nerve build a run measures unless `--nerve` names others.
+pub const DEFAULT_NERVE: &str = "nerve";
 
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +28,9 @@ pub struct Results {
     pub machine: Machine,
     /// Sizes and durations used.
     pub settings: Settings,
+    /// The Nerve builds measured, in the order `--nerve` named them (empty: the one `nerve`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nerve_builds: Vec<BuildRecord>,
     /// Scenario 1.
     pub idle: Vec<IdleRow>,
     /// Scenario 2.
@@ -40,6 +45,27 @@ pub struct Results {
     pub agentbus: Vec<BusRow>,
     /// What was not measured and why.
     pub skipped: Vec<Skipped>,
+}
+
+/// A Nerve build measured under its own name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildRecord {
+    /// The name its rows carry.
+    pub name: String,
+    /// The binary's file name (its directory is left out, so results carry no local paths).
+    pub binary: String,
+}
+
+impl Results {
+    /// Names of the Nerve builds measured, in order; the first is the baseline the others are
+    /// compared with, the last the one the "÷ server" columns speak for.
+    pub fn nerve_names(&self) -> Vec<&str> {
+        if self.nerve_builds.is_empty() {
+            vec![DEFAULT_NERVE]
+        } else {
+            self.nerve_builds.iter().map(|b| b.name.as_str()).collect()
+        }
+    }
 }
 
 /// The machine the run was on.
@@ -89,8 +115,8 @@ pub struct Settings {
 /// Scenario 1 for one server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdleRow {
-    /// Server.
-    pub target: Kind,
+    /// Server name: `nerve` (or a `--nerve` build's name), `socketio` or `raw`.
+    pub target: String,
     /// Connections attempted.
     pub requested: usize,
     /// Connections open at the end.
@@ -137,8 +163,8 @@ pub struct Measure {
 /// Scenario 2 or 3 for one server and size.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadRow {
-    /// Server.
-    pub target: Kind,
+    /// Server name (see [`IdleRow::target`]).
+    pub target: String,
     /// Subscribers per group (fan-out) or clients in total (rooms).
     pub size: usize,
     /// Rooms (scenario 3).
@@ -158,8 +184,8 @@ pub struct LoadRow {
 /// Scenario 4 for one server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestRow {
-    /// Server.
-    pub target: Kind,
+    /// Server name (see [`IdleRow::target`]).
+    pub target: String,
     /// Accepted requests per second.
     pub requests_per_s: f64,
     /// Accepted requests.
@@ -179,8 +205,8 @@ pub struct RestRow {
 pub struct Skipped {
     /// Scenario name.
     pub scenario: String,
-    /// Server, when only one was affected.
-    pub target: Option<Kind>,
+    /// Server name, when only one was affected.
+    pub target: Option<String>,
     /// Why.
     pub reason: String,
 }
@@ -210,17 +236,42 @@ fn ratio(a: f64, b: Option<f64>) -> String {
     }
 }
 
-fn load_table(out: &mut String, rows: &[LoadRow], size_label: &str, search: bool) {
+/// The Nerve build a "÷ server" column divides by every row: the last one named.
+struct Subject<'a> {
+    name: &'a str,
+    header: String,
+}
+
+impl<'a> Subject<'a> {
+    fn of(names: &[&'a str]) -> Subject<'a> {
+        let name = names.last().copied().unwrap_or(DEFAULT_NERVE);
+        let header = if names.len() > 1 {
+            format!("{name} ÷ server")
+        } else {
+            "Nerve ÷ server".to_string()
+        };
+        Subject { name, header }
+    }
+}
+
+fn load_table(
+    out: &mut String,
+    rows: &[LoadRow],
+    size_label: &str,
+    search: bool,
+    subject: &Subject,
+) {
     let _ = writeln!(
         out,
         "| {size_label} | server | deliveries/s at saturation | p50 / p99 / p99.9 ms at saturation | \
-         deliveries/s at half | p50 / p99 / p99.9 ms at half | delivered | Nerve ÷ server |"
+         deliveries/s at half | p50 / p99 / p99.9 ms at half | delivered | {} |",
+        subject.header
     );
     let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let nerve = rows
             .iter()
-            .find(|r| r.target == Kind::Nerve && r.size == row.size)
+            .find(|r| r.target == subject.name && r.size == row.size)
             .map(|r| r.saturation.deliveries_per_s);
         let half = row.half.as_ref();
         let _ = writeln!(
@@ -238,13 +289,105 @@ fn load_table(out: &mut String, rows: &[LoadRow], size_label: &str, search: bool
             half.map_or("–".into(), |h| k(h.deliveries_per_s)),
             half.map_or("–".into(), |h| lat(&h.latency)),
             row.saturation.delivered_fraction * 100.0,
-            match (row.target, nerve) {
-                (Kind::Nerve, _) => "–".to_string(),
-                (_, Some(n)) => ratio(n, Some(row.saturation.deliveries_per_s)),
-                (_, None) => "–".to_string(),
+            match nerve {
+                Some(n) if row.target != subject.name => {
+                    ratio(n, Some(row.saturation.deliveries_per_s))
+                }
+                _ => "–".to_string(),
             }
         );
     }
+}
+
+/// One measure of the builds comparison: a value per build (the number and how it reads).
+struct Compared {
+    label: String,
+    values: Vec<Option<(f64, String)>>,
+}
+
+/// Each measure of every Nerve build side by side, and every later build ÷ the first.
+fn builds_table(out: &mut String, r: &Results, names: &[&str]) {
+    let search = r.settings.search;
+    let mut lines = Vec::new();
+    let mut line = |label: String, value: &dyn Fn(&str) -> Option<(f64, String)>| {
+        let values: Vec<_> = names.iter().map(|n| value(n)).collect();
+        if values.iter().any(Option::is_some) {
+            lines.push(Compared { label, values });
+        }
+    };
+    line(
+        "idle: bytes per connection (lower is better)".into(),
+        &|n| {
+            let row = r.idle.iter().find(|x| x.target == n)?;
+            Some((row.bytes_per_conn, format!("{:.0}", row.bytes_per_conn)))
+        },
+    );
+    let loads: [(&str, &[LoadRow]); 3] = [
+        ("fan-out N = {}", &r.fanout),
+        ("rooms, {} clients", &r.rooms),
+        ("cluster N = {}", &r.cluster),
+    ];
+    for (what, rows) in loads {
+        let mut sizes: Vec<usize> = rows.iter().map(|x| x.size).collect();
+        sizes.dedup();
+        for size in sizes {
+            let what = what.replace("{}", &size.to_string());
+            let find = |n: &str| rows.iter().find(|x| x.target == n && x.size == size);
+            line(format!("{what}: deliveries/s at saturation"), &|n| {
+                let m = &find(n)?.saturation;
+                let mark = if search && !m.sustained { " †" } else { "" };
+                Some((
+                    m.deliveries_per_s,
+                    format!("{}{mark}", k(m.deliveries_per_s)),
+                ))
+            });
+            line(format!("{what}: p99 ms at half (lower is better)"), &|n| {
+                let m = find(n)?.half.as_ref()?;
+                Some((m.latency.p99_us as f64, ms(m.latency.p99_us)))
+            });
+        }
+    }
+    line("REST: requests/s".into(), &|n| {
+        let row = r.rest.iter().find(|x| x.target == n)?;
+        Some((row.requests_per_s, k(row.requests_per_s)))
+    });
+    line("REST: HTTP p99 ms (lower is better)".into(), &|n| {
+        let row = r.rest.iter().find(|x| x.target == n)?;
+        Some((row.http_latency.p99_us as f64, ms(row.http_latency.p99_us)))
+    });
+    let (base, later) = (names[0], &names[1..]);
+    let _ = writeln!(
+        out,
+        "**Nerve builds compared** (each later build ÷ `{base}`: above 1× is better for rates, \
+         worse for memory and latency)\n"
+    );
+    let mut header = "| measure |".to_string();
+    let mut rule = "|---|".to_string();
+    for n in names {
+        let _ = write!(header, " {n} |");
+        rule.push_str("---:|");
+    }
+    for n in later {
+        let _ = write!(header, " {n} ÷ {base} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for l in &lines {
+        let mut row = format!("| {} |", l.label);
+        for v in &l.values {
+            let _ = write!(row, " {} |", v.as_ref().map_or("–", |v| v.1.as_str()));
+        }
+        let base = l.values[0].as_ref().map(|v| v.0);
+        for v in &l.values[1..] {
+            let cell = match v {
+                Some((v, _)) => ratio(*v, base),
+                None => "–".to_string(),
+            };
+            let _ = write!(row, " {cell} |");
+        }
+        let _ = writeln!(out, "{row}");
+    }
+    out.push('\n');
 }
 
 /// The Markdown comparison tables.
@@ -286,6 +429,11 @@ pub fn markdown(r: &Results) -> String {
          recipients) at saturation.\n",
         s.payload_bytes, s.measure_s, s.warmup_s, s.socketio_workers
     );
+    let names = r.nerve_names();
+    let subject = Subject::of(&names);
+    if names.len() > 1 {
+        builds_table(&mut out, r, &names);
+    }
     if !r.idle.is_empty() {
         let _ = writeln!(out, "**1. Idle connections**\n");
         let _ = writeln!(
@@ -312,7 +460,7 @@ pub fn markdown(r: &Results) -> String {
             out,
             "**2. Broadcast fan-out** (1 publisher → N subscribers)\n"
         );
-        load_table(&mut out, &r.fanout, "N", s.search);
+        load_table(&mut out, &r.fanout, "N", s.search, &subject);
         out.push('\n');
     }
     if !r.rooms.is_empty() {
@@ -321,7 +469,7 @@ pub fn markdown(r: &Results) -> String {
             out,
             "**3. Many small groups** ({rooms} rooms of 2–50, one random sender per room)\n"
         );
-        load_table(&mut out, &r.rooms, "clients", s.search);
+        load_table(&mut out, &r.rooms, "clients", s.search, &subject);
         out.push('\n');
         out.push('\n');
     }
@@ -367,7 +515,7 @@ pub fn markdown(r: &Results) -> String {
              with the Redis adapter; clients spread over the nodes; raw = one process, for \
              reference)\n"
         );
-        load_table(&mut out, &r.cluster, "N", s.search);
+        load_table(&mut out, &r.cluster, "N", s.search, &subject);
         out.push('\n');
     }
     if !r.agentbus.is_empty() {
@@ -405,9 +553,140 @@ pub fn markdown(r: &Results) -> String {
     if !r.skipped.is_empty() {
         let _ = writeln!(out, "**Not measured**\n");
         for s in &r.skipped {
-            let who = s.target.map(|t| format!(" ({t})")).unwrap_or_default();
+            let who = s
+                .target
+                .as_ref()
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default();
             let _ = writeln!(out, "- {}{}: {}", s.scenario, who, s.reason);
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(file: &str) -> String {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+        std::fs::read_to_string(dir.join(file)).unwrap()
+    }
+
+    /// The first line where two texts differ (long texts make unreadable assertion failures).
+    fn first_difference(got: &str, want: &str) -> Option<(usize, String, String)> {
+        let (mut g, mut w) = (got.lines(), want.lines());
+        for i in 1.. {
+            match (g.next(), w.next()) {
+                (None, None) => return None,
+                (a, b) if a == b => continue,
+                (a, b) => return Some((i, a.unwrap_or("").into(), b.unwrap_or("").into())),
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn one_build_reads_and_renders_as_it_always_did() {
+        for dir in ["", "coalesced-rest/", "agentbus/"] {
+            let json = committed(&format!("{dir}full.json"));
+            let r: Results = serde_json::from_str(&json).unwrap();
+            assert_eq!(r.nerve_names(), [DEFAULT_NERVE]);
+            // Same fields, same values (as text the last digit of a float may move).
+            let again = serde_json::to_value(&r).unwrap();
+            let want: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert!(again == want, "{dir}full.json reads back differently");
+            let md = markdown(&r);
+            let want = committed(&format!("{dir}full.md"));
+            assert_eq!(first_difference(&md, &want), None, "{dir}full.md");
+        }
+    }
+
+    /// The committed full run, with its Nerve rows measured twice: `before` as they were and
+    /// `after` at twice the rate and half the memory.
+    fn before_after() -> Results {
+        let mut r: Results = serde_json::from_str(&committed("full.json")).unwrap();
+        r.nerve_builds = ["before", "after"]
+            .map(|name| BuildRecord {
+                name: name.into(),
+                binary: format!("nerve-{name}"),
+            })
+            .into();
+        fn twice(rows: &mut Vec<LoadRow>) {
+            let mut out = Vec::new();
+            for row in rows.drain(..) {
+                if row.target == DEFAULT_NERVE {
+                    let mut after = row.clone();
+                    after.target = "after".into();
+                    after.saturation.deliveries_per_s *= 2.0;
+                    out.push(LoadRow {
+                        target: "before".into(),
+                        ..row
+                    });
+                    out.push(after);
+                } else {
+                    out.push(row);
+                }
+            }
+            *rows = out;
+        }
+        twice(&mut r.fanout);
+        twice(&mut r.rooms);
+        twice(&mut r.cluster);
+        let nerve = r.idle.remove(0);
+        r.idle.insert(
+            0,
+            IdleRow {
+                target: "after".into(),
+                bytes_per_conn: nerve.bytes_per_conn / 2.0,
+                ..nerve.clone()
+            },
+        );
+        r.idle.insert(
+            0,
+            IdleRow {
+                target: "before".into(),
+                ..nerve
+            },
+        );
+        r.rest.retain(|x| x.target != DEFAULT_NERVE);
+        r
+    }
+
+    #[test]
+    fn two_builds_are_compared_after_over_before() {
+        let r = before_after();
+        let md = markdown(&r);
+        assert!(md.contains("**Nerve builds compared** (each later build ÷ `before`"));
+        assert!(md.contains("| measure | before | after | after ÷ before |"));
+        assert!(
+            md.contains("| idle: bytes per connection (lower is better) | 8123 | 4061 | 0.50× |")
+        );
+        assert!(md.contains(
+            "| fan-out N = 1000: deliveries/s at saturation | 170.7k | 341.5k | 2.00× |"
+        ));
+        assert!(md.contains(
+            "| fan-out N = 18000: p99 ms at half (lower is better) | 358.14 | 358.14 | 1.00× |"
+        ));
+        assert!(md.contains(
+            "| cluster N = 10000: deliveries/s at saturation | 98.7k | 197.4k | 2.00× |"
+        ));
+        // Neither build reached the REST table, so it has no line.
+        assert!(!md.contains("| REST: requests/s"));
+        // The "÷ server" columns speak for the last build, against the first too.
+        assert!(md.contains("| delivered | after ÷ server |"));
+        assert!(md.contains("| 1000 | before | 170.7k |"));
+        assert!(md.contains("| 98.5% | 2.00× |\n| 1000 | after | 341.5k |"));
+        assert!(md.contains("| 1000 | socketio | 58.8k |"));
+        assert!(!md.contains("Nerve ÷ server"));
+    }
+
+    #[test]
+    fn named_builds_are_recorded_and_read_back() {
+        let r = before_after();
+        let json = serde_json::to_string_pretty(&r).unwrap();
+        assert!(json.contains("\"binary\": \"nerve-after\""));
+        let back: Results = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.nerve_names(), ["before", "after"]);
+    }
 }

@@ -13,7 +13,7 @@ use tokio::time::{Instant, sleep};
 use super::report::RestRow;
 use super::saturation::to_measure;
 use super::scenarios::{Ctx, PER_WORKER};
-use super::targets::{Kind, Target};
+use super::targets::{Kind, Server, Target};
 use super::workers::{Fleet, FleetTarget};
 use nerve_bench::{payload, stats, token};
 
@@ -30,9 +30,9 @@ struct Burst {
     hist: Histogram<u64>,
 }
 
-/// Measures REST publishing against a fresh server of `kind`.
-pub async fn rest(ctx: &Ctx, kind: Kind) -> Result<RestRow> {
-    let target = Target::start(kind, &ctx.env).await?;
+/// Measures REST publishing against a fresh instance of `server`.
+pub async fn rest(ctx: &Ctx, server: &Server) -> Result<RestRow> {
+    let target = Target::start(server, &ctx.env).await?;
     let result = rest_on(ctx, &target).await;
     target.stop().await;
     result
@@ -71,7 +71,7 @@ async fn rest_on(ctx: &Ctx, target: &Target) -> Result<RestRow> {
     let window = fleet.snapshot().await?;
     fleet.quit().await;
     Ok(RestRow {
-        target: target.kind,
+        target: target.name.clone(),
         requests_per_s: measured.accepted as f64 / window.elapsed_s.max(1e-9),
         accepted: measured.accepted,
         errors: measured.errors,

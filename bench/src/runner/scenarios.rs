@@ -10,7 +10,7 @@ use tokio::time::{Instant, sleep};
 
 use super::report::{IdleRow, LoadRow, Settings};
 use super::saturation::{Probe, saturate};
-use super::targets::{Env, Kind, Target};
+use super::targets::{Env, Server, Target};
 use super::workers::{Fleet, FleetTarget};
 
 /// Clients per load-generator process (each process may open 20,000 files).
@@ -23,8 +23,8 @@ pub struct Ctx {
     pub env: Env,
     /// Sizes and durations.
     pub settings: Settings,
-    /// Servers to measure (empty: all).
-    pub targets: Vec<Kind>,
+    /// Servers to measure, in the order each measurement visits them.
+    pub servers: Vec<Server>,
 }
 
 fn fleet_target(t: &Target) -> FleetTarget<'_> {
@@ -35,22 +35,22 @@ fn fleet_target(t: &Target) -> FleetTarget<'_> {
     }
 }
 
-/// Runs `body` against a fresh server of `kind`, stopping the server afterwards.
+/// Runs `body` against a fresh instance of `server`, stopping it afterwards.
 async fn with_target<T>(
     ctx: &Ctx,
-    kind: Kind,
+    server: &Server,
     body: impl AsyncFnOnce(&Target) -> Result<T>,
 ) -> Result<T> {
-    let target = Target::start(kind, &ctx.env).await?;
+    let target = Target::start(server, &ctx.env).await?;
     let result = body(&target).await;
     target.stop().await;
     result
 }
 
 /// Scenario 1: how much memory each idle connection costs the server.
-pub async fn idle(ctx: &Ctx, kind: Kind) -> Result<IdleRow> {
+pub async fn idle(ctx: &Ctx, server: &Server) -> Result<IdleRow> {
     let n = ctx.settings.idle_connections;
-    with_target(ctx, kind, async |target| {
+    with_target(ctx, server, async |target| {
         let rss_before_kib = settled_rss(target).await;
         let (fleet, c) = Fleet::connect(
             &ctx.env.exe,
@@ -65,7 +65,7 @@ pub async fn idle(ctx: &Ctx, kind: Kind) -> Result<IdleRow> {
             bail!("no connection succeeded: {:?}", c.first_error);
         }
         Ok(IdleRow {
-            target: kind,
+            target: server.name.clone(),
             requested: n,
             connected: c.ok,
             first_error: c.first_error,
@@ -94,9 +94,9 @@ async fn settled_rss(target: &Target) -> u64 {
 }
 
 /// Scenario 2: one publisher (client 0, a member itself) to a group of `n` subscribers.
-pub async fn fanout(ctx: &Ctx, kind: Kind, n: usize) -> Result<LoadRow> {
+pub async fn fanout(ctx: &Ctx, server: &Server, n: usize) -> Result<LoadRow> {
     let s = &ctx.settings;
-    with_target(ctx, kind, async |target| {
+    with_target(ctx, server, async |target| {
         let groups = vec![Some("fanout".to_string()); n + 1];
         let (mut fleet, c) =
             Fleet::connect(&ctx.env.exe, fleet_target(target), groups, PER_WORKER).await?;
@@ -118,7 +118,7 @@ pub async fn fanout(ctx: &Ctx, kind: Kind, n: usize) -> Result<LoadRow> {
         fleet.quit().await;
         let (estimate, sat, half) = found?;
         Ok(LoadRow {
-            target: kind,
+            target: server.name.clone(),
             size: n,
             rooms: None,
             connected: c.ok,
@@ -132,10 +132,10 @@ pub async fn fanout(ctx: &Ctx, kind: Kind, n: usize) -> Result<LoadRow> {
 }
 
 /// Scenario 3: `clients` spread over rooms of 2–50, one random sender per room.
-pub async fn rooms(ctx: &Ctx, kind: Kind, clients: usize) -> Result<LoadRow> {
+pub async fn rooms(ctx: &Ctx, server: &Server, clients: usize) -> Result<LoadRow> {
     let (groups, senders, room_count) = plan_rooms(clients, 7);
     let mean_room = clients as f64 / room_count.max(1) as f64;
-    with_target(ctx, kind, async |target| {
+    with_target(ctx, server, async |target| {
         let (mut fleet, c) =
             Fleet::connect(&ctx.env.exe, fleet_target(target), groups, PER_WORKER).await?;
         if c.failed > 0 {
@@ -155,7 +155,7 @@ pub async fn rooms(ctx: &Ctx, kind: Kind, clients: usize) -> Result<LoadRow> {
         fleet.quit().await;
         let (estimate, sat, half) = found?;
         Ok(LoadRow {
-            target: kind,
+            target: server.name.clone(),
             size: clients,
             rooms: Some(room_count),
             connected: c.ok,

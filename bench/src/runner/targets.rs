@@ -1,9 +1,10 @@
-//! The servers under test, started fresh for each measurement: Nerve, the Socket.IO peer (one or
-//! more Node processes sharing rooms through the Redis adapter) and the raw-limit server.
+//! The servers under test, started fresh for each measurement: Nerve (one or more builds, each
+//! under its own name), the Socket.IO peer (one or more Node processes sharing rooms through the
+//! Redis adapter) and the raw-limit server.
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -41,13 +42,105 @@ impl fmt::Display for Kind {
     }
 }
 
+/// One server a run measures, under the name its rows carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// The name in every table and in the JSON: `nerve` (or a `--nerve` name), `socketio`, `raw`.
+    pub name: String,
+    /// Which server.
+    pub kind: Kind,
+    /// The binary, for Nerve.
+    pub nerve_bin: Option<PathBuf>,
+}
+
+impl Server {
+    /// A Nerve build named `name`.
+    pub fn nerve(name: &str, bin: PathBuf) -> Server {
+        Server {
+            name: name.to_string(),
+            kind: Kind::Nerve,
+            nerve_bin: Some(bin),
+        }
+    }
+
+    /// The Socket.IO peer or the raw limit, named after its kind.
+    pub fn peer(kind: Kind) -> Server {
+        Server {
+            name: kind.to_string(),
+            kind,
+            nerve_bin: None,
+        }
+    }
+}
+
+/// A Nerve binary named on the command line as `NAME=PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NerveBuild {
+    /// The name its rows carry.
+    pub name: String,
+    /// The binary.
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for NerveBuild {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<NerveBuild, String> {
+        let (name, path) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected NAME=PATH, got {s:?}"))?;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "name {name:?} must be letters, digits, '-', '_' or '.'"
+            ));
+        }
+        // Rows are told apart by name alone.
+        if [Kind::SocketIo, Kind::Raw]
+            .iter()
+            .any(|k| k.to_string() == name)
+        {
+            return Err(format!("name {name:?} is taken by another server"));
+        }
+        if path.is_empty() {
+            return Err(format!("no path for {name:?}"));
+        }
+        Ok(NerveBuild {
+            name: name.to_string(),
+            path: PathBuf::from(path),
+        })
+    }
+}
+
+/// Checks a list of `--nerve` builds before a long run starts: names unique, binaries present.
+pub fn check_builds(builds: &[NerveBuild]) -> Result<()> {
+    for (i, b) in builds.iter().enumerate() {
+        if builds[..i].iter().any(|o| o.name == b.name) {
+            bail!("--nerve {} is named twice", b.name);
+        }
+        if !b.path.is_file() {
+            bail!("--nerve {}={}: no such file", b.name, b.path.display());
+        }
+    }
+    Ok(())
+}
+
+/// The file name of a binary, without the directories it lives in.
+pub fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |f| f.to_string_lossy().into(),
+    )
+}
+
 /// Where the runner finds the programs it starts.
 #[derive(Debug, Clone)]
 pub struct Env {
     /// This program (for `raw-server` and `loadgen`).
     pub exe: PathBuf,
-    /// The `nerve` binary.
-    pub nerve_bin: PathBuf,
     /// The Socket.IO peer's directory (with `server.js` and `node_modules`).
     pub peer_dir: PathBuf,
     /// Redis the Socket.IO adapter uses.
@@ -62,6 +155,8 @@ pub struct Env {
 
 /// A running server.
 pub struct Target {
+    /// Its name in the results.
+    pub name: String,
     /// Which server.
     pub kind: Kind,
     /// Addresses clients connect to (one per process).
@@ -75,9 +170,12 @@ pub struct Target {
 const KEY: &str = "bench-access-key-0123456789abcdef";
 
 impl Target {
-    /// Starts a fresh server of `kind` and waits until it answers.
-    pub async fn start(kind: Kind, env: &Env) -> Result<Target> {
+    /// Starts a fresh instance of `server` and waits until it answers.
+    pub async fn start(server: &Server, env: &Env) -> Result<Target> {
+        let kind = server.kind;
+        let name = &server.name;
         let mut target = Target {
+            name: name.clone(),
             kind,
             endpoints: Vec::new(),
             key: None,
@@ -91,13 +189,13 @@ impl Target {
         for i in 0..count {
             let mut cmd = match kind {
                 Kind::Nerve => {
-                    if !env.nerve_bin.exists() {
+                    let Some(bin) = server.nerve_bin.as_ref().filter(|b| b.exists()) else {
                         bail!(
                             "the nerve binary is not built (cargo build --release -p nerve-hub --bin nerve)"
                         );
-                    }
+                    };
                     target.key = Some(KEY.to_string());
-                    let mut c = Command::new(&env.nerve_bin);
+                    let mut c = Command::new(bin);
                     c.args(["--listen", "127.0.0.1:0", "--access-key", KEY]);
                     c.args(["--log-level", "warn"]);
                     if count > 1 {
@@ -117,17 +215,17 @@ impl Target {
                     c
                 }
             };
-            let log = std::fs::File::create(env.log_dir.join(format!("{kind}-{i}.log")))?;
+            let log = std::fs::File::create(env.log_dir.join(format!("{name}-{i}.log")))?;
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::from(log))
                 .kill_on_drop(true);
-            let mut child = cmd.spawn().with_context(|| format!("starting {kind}"))?;
+            let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
             let stdout = child.stdout.take().context("child stdout")?;
             target.children.push(child);
             let port = timeout(START_TIMEOUT, read_port(stdout))
                 .await
-                .map_err(|_| anyhow!("{kind} printed no address in {START_TIMEOUT:?}"))??;
+                .map_err(|_| anyhow!("{name} printed no address in {START_TIMEOUT:?}"))??;
             target
                 .endpoints
                 .push(SocketAddr::from(([127, 0, 0, 1], port)));
@@ -182,7 +280,7 @@ impl Target {
                     break;
                 }
                 if Instant::now() > deadline {
-                    bail!("{} at {ep} never answered {path}", self.kind);
+                    bail!("{} at {ep} never answered {path}", self.name);
                 }
                 sleep(Duration::from_millis(50)).await;
             }
@@ -235,6 +333,46 @@ mod tests {
         );
         assert_eq!(parse_port("listening 5000"), Some(5000));
         assert_eq!(parse_port("some log line"), None);
+    }
+
+    #[test]
+    fn nerve_builds_from_name_equals_path() {
+        let b: NerveBuild = "nerve-before=path/to/old/nerve".parse().unwrap();
+        assert_eq!(b.name, "nerve-before");
+        assert_eq!(b.path, PathBuf::from("path/to/old/nerve"));
+        // Only the first '=' splits, so a path may hold one.
+        let b: NerveBuild = "a=dir=x/nerve".parse().unwrap();
+        assert_eq!(b.path, PathBuf::from("dir=x/nerve"));
+        for bad in [
+            "nerve",
+            "=path",
+            "a b=path",
+            "raw=path",
+            "socketio=path",
+            "x=",
+        ] {
+            assert!(bad.parse::<NerveBuild>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn builds_need_unique_names() {
+        let exe = std::env::current_exe().unwrap();
+        let build = |name: &str| NerveBuild {
+            name: name.into(),
+            path: exe.clone(),
+        };
+        assert!(check_builds(&[build("a"), build("b")]).is_ok());
+        assert!(check_builds(&[build("a"), build("a")]).is_err());
+        let missing = NerveBuild {
+            name: "c".into(),
+            path: exe.with_file_name("no-such-nerve"),
+        };
+        assert!(check_builds(&[missing]).is_err());
+        assert_eq!(
+            file_name(Path::new("path/to/nerve-5408da0")),
+            "nerve-5408da0"
+        );
     }
 
     #[test]
