@@ -431,9 +431,16 @@ impl Session {
     }
 }
 
+/// How long a closing socket keeps reading for the client's answering close frame.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Ends a socket as the service does: a `disconnected` system message (JSON protocols), then a
-/// close frame with `code` and `close_reason` (cut to the 123 bytes a close frame allows).
-/// Errors are ignored: the socket is being dropped either way.
+/// close frame with `code` and `close_reason` (cut to the 123 bytes a close frame allows), then
+/// what the client still sends is read and dropped until it answers the close (or for
+/// [`CLOSE_LINGER`]). A socket dropped with unread input is reset by the kernel, and a client
+/// still writing (one cut off for its rate) then fails a write, or its proxy passes the reset
+/// on, before it reads the goodbye: it would see 1006 instead. Errors are ignored: the socket
+/// is being dropped either way.
 pub(crate) async fn say_goodbye(
     socket: &mut Socket,
     disconnected: Option<&str>,
@@ -445,7 +452,13 @@ pub(crate) async fn say_goodbye(
             .feed(Message::Text(server_frame::disconnected(message).into()))
             .await;
     }
-    let _ = socket
+    if socket
         .send(crate::socket::close_frame(code, close_reason))
-        .await;
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let drain = async { while let Some(Ok(_)) = socket.next().await {} };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
 }
