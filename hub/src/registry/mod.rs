@@ -11,7 +11,7 @@ use dashmap::DashMap;
 
 pub use connection::{
     CLOSE_NO_RECOVERY, Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery,
-    Position, new_connection_id,
+    Position, Published, new_connection_id,
 };
 pub use hub::{FanOut, Hub};
 pub use roles::{Permission, Roles};

@@ -202,6 +202,7 @@ impl Session {
                         return End::Finished;
                     }
                     Ok(Control::Reattach(new)) => return End::Reattached(new),
+                    Ok(Control::Reshare) => self.persist().await,
                     Err(_) => return End::Finished,
                 },
                 msg = socket.next() => {
@@ -295,25 +296,34 @@ impl Session {
             }
             socket.flush().await
         };
-        self.interruptible(stuck_after, write).await.err()
+        let end = self.interruptible(stuck_after, write).await.err();
+        // A request to write the whole session that came during the write.
+        self.persist().await;
+        end
     }
 
     /// Runs a socket write unless a control request, shutdown or the stuck timeout comes first.
+    /// A request to write the session again waits for the write (its flag stays set).
     async fn interruptible(
         &self,
         stuck_after: std::time::Duration,
         write: impl std::future::Future<Output = Result<(), crate::socket::Error>>,
     ) -> Result<(), End> {
-        tokio::select! {
-            r = tokio::time::timeout(stuck_after, write) => match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) | Err(_) => Err(End::Dropped),
-            },
-            ctl = self.rx.control.recv_async() => Err(match ctl {
-                Ok(Control::Reattach(ws)) => End::Reattached(ws),
-                _ => End::Finished,
-            }),
-            _ = self.app.shutdown.cancelled() => Err(End::Finished),
+        let write = tokio::time::timeout(stuck_after, write);
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                r = &mut write => return match r {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) | Err(_) => Err(End::Dropped),
+                },
+                ctl = self.rx.control.recv_async() => match ctl {
+                    Ok(Control::Reshare) => {}
+                    Ok(Control::Reattach(ws)) => return Err(End::Reattached(ws)),
+                    _ => return Err(End::Finished),
+                },
+                _ = self.app.shutdown.cancelled() => return Err(End::Finished),
+            }
         }
     }
 
@@ -350,6 +360,7 @@ impl Session {
                 _ = sleep_until(deadline) => return None,
                 ctl = self.rx.control.recv_async() => match ctl {
                     Ok(Control::Reattach(ws)) => return Some(ws),
+                    Ok(Control::Reshare) => self.persist().await,
                     _ => return None,
                 },
                 d = self.rx.outbox.recv_async() => {

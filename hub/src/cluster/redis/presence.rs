@@ -2,12 +2,15 @@
 //! node, and who is in a group. Entries of dead node incarnations are ignored (and removed).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use redis::AsyncCommands;
 
 use super::{RedisBroker, keys};
 use crate::cluster::Member;
-use crate::metrics;
+
+/// Longest a presence question waits for Redis (a REST call waits on it).
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The live node incarnation of a presence value `node#epoch\nuser`.
 fn node_of(value: &str) -> &str {
@@ -20,7 +23,8 @@ pub(crate) async fn is_alive(broker: &RedisBroker, conn: &mut super::Conn, node:
     if broker.alive.read().contains(node) {
         return true;
     }
-    let score: Option<u64> = conn.zscore(keys::nodes(), node).await.unwrap_or(None);
+    let score = conn.zscore::<_, _, Option<u64>>(keys::nodes(), node);
+    let score = broker.guarded(LOOKUP_TIMEOUT, score).await.flatten();
     let ttl = broker.settings.presence_ttl.as_millis() as u64;
     let alive = score.is_some_and(|s| s + ttl > super::worker::now_ms());
     if alive {
@@ -32,14 +36,8 @@ pub(crate) async fn is_alive(broker: &RedisBroker, conn: &mut super::Conn, node:
 /// A connection's presence entry (`node#epoch\nuser\nroles`), if its node is alive.
 pub(crate) async fn connection_entry(broker: &RedisBroker, hub: &str, id: &str) -> Option<String> {
     let mut conn = broker.conn()?;
-    let v: Option<String> = match conn.hget(keys::connections(hub), id).await {
-        Ok(v) => v,
-        Err(_) => {
-            metrics::global().redis_errors.inc();
-            return None;
-        }
-    };
-    let v = v?;
+    let entry = conn.hget::<_, _, Option<String>>(keys::connections(hub), id);
+    let v = broker.guarded(LOOKUP_TIMEOUT, entry).await??;
     let node = node_of(&v).to_string();
     is_alive(broker, &mut conn, &node).await.then_some(v)
 }
@@ -73,12 +71,9 @@ async fn live_entries(
     let Some(mut conn) = broker.conn() else {
         return Vec::new().into_iter();
     };
-    let all: HashMap<String, String> = match conn.hgetall(key).await {
-        Ok(v) => v,
-        Err(_) => {
-            metrics::global().redis_errors.inc();
-            return Vec::new().into_iter();
-        }
+    let all = conn.hgetall::<_, HashMap<String, String>>(key);
+    let Some(all) = broker.guarded(LOOKUP_TIMEOUT, all).await else {
+        return Vec::new().into_iter();
     };
     let mut verdict: HashMap<String, bool> = HashMap::new();
     let (mut live, mut dead) = (Vec::new(), Vec::new());
