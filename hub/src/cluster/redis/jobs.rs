@@ -121,7 +121,9 @@ async fn attempt(broker: &Arc<RedisBroker>, conn: &mut Conn, job: &Job) -> redis
             .invoke_async::<String>(conn)
             .await
             .map(|_| ()),
-        Job::Channel { channel, bytes } => publish_to(conn, channel, bytes).await.map(|_| ()),
+        Job::Channel { channel, bytes } => {
+            publish_to(broker, conn, channel, bytes).await.map(|_| ())
+        }
         Job::Direct {
             hub,
             conn: id,
@@ -135,7 +137,7 @@ async fn attempt(broker: &Arc<RedisBroker>, conn: &mut Conn, job: &Job) -> redis
             d,
             bytes,
         } => {
-            publish_to(conn, &keys::broadcast_channel(), bytes).await?;
+            publish_to(broker, conn, &keys::broadcast_channel(), bytes).await?;
             to_detached(broker, conn, hub, target, scope, d).await;
             Ok(())
         }
@@ -149,7 +151,7 @@ async fn attempt(broker: &Arc<RedisBroker>, conn: &mut Conn, job: &Job) -> redis
                 Some(v) => keys::node_channel(node_of(&v)),
                 None => keys::broadcast_channel(),
             };
-            publish_to(conn, &channel, bytes).await.map(|_| ())
+            publish_to(broker, conn, &channel, bytes).await.map(|_| ())
         }
         Job::Sync(channel) => sync(broker, conn, channel).await,
         Job::SessionJoined {
@@ -181,16 +183,28 @@ fn node_of(entry: &str) -> &str {
     entry.split(['#', '\n']).next().unwrap_or_default()
 }
 
-/// Publishes on a channel; answers how many subscribers got it.
-async fn publish_to(conn: &mut Conn, channel: &str, bytes: &[u8]) -> redis::RedisResult<i64> {
-    let mut msg = Vec::with_capacity(bytes.len() + 2);
-    msg.extend_from_slice(b"- ");
+/// Publishes on a (node or broadcast) channel; answers how many subscribers got it. The
+/// message is numbered on its channel (`-origin.number`, where a group message has its
+/// history id), so a node that missed some (cut off from Redis, or still reconnecting)
+/// counts them when the next one arrives. A publish that fails gives its number back.
+async fn publish_to(
+    broker: &RedisBroker,
+    conn: &mut Conn,
+    channel: &str,
+    bytes: &[u8],
+) -> redis::RedisResult<i64> {
+    let number = broker.number(channel);
+    let mut msg = format!("-{}.{number} ", broker.origin).into_bytes();
     msg.extend_from_slice(bytes);
-    redis::cmd(conn.publish_command())
+    let sent = redis::cmd(conn.publish_command())
         .arg(channel)
         .arg(msg)
         .query_async::<i64>(conn)
-        .await
+        .await;
+    if sent.is_err() {
+        broker.unnumber(channel, number);
+    }
+    sent
 }
 
 /// A message for one connection. Its presence entry names its node: when that node is alive
@@ -212,7 +226,7 @@ async fn direct(
         .map(|v| v.split('\n').next().unwrap_or_default().to_string());
     if let Some(owner) = &owner
         && super::presence::is_alive(broker, conn, owner).await
-        && publish_to(conn, &keys::node_channel(node_of(owner)), bytes).await? > 0
+        && publish_to(broker, conn, &keys::node_channel(node_of(owner)), bytes).await? > 0
     {
         return Ok(());
     }
@@ -223,13 +237,15 @@ async fn direct(
     match kept.into_iter().next().unwrap_or(Kept::Gone) {
         Kept::Appended | Kept::Dropped => Ok(()),
         // Just resumed (or held by a node presence does not list yet): send it there.
-        Kept::Held(node) => publish_to(conn, &keys::node_channel(&node), bytes)
+        Kept::Held(node) => publish_to(broker, conn, &keys::node_channel(&node), bytes)
             .await
             .map(|_| ()),
         // Not a session: whichever node holds the connection delivers it.
-        Kept::Gone if dead.is_empty() => publish_to(conn, &keys::broadcast_channel(), bytes)
-            .await
-            .map(|_| ()),
+        Kept::Gone if dead.is_empty() => {
+            publish_to(broker, conn, &keys::broadcast_channel(), bytes)
+                .await
+                .map(|_| ())
+        }
         Kept::Gone => Ok(()),
     }
 }

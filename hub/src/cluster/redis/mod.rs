@@ -135,6 +135,8 @@ pub struct RedisBroker {
     /// Held while a group message is numbered, delivered here and queued for Redis, so its
     /// group's members and history get this node's messages in number order.
     order: Box<[Mutex<()>]>,
+    /// The number of the last message published on each node or broadcast channel.
+    numbers: Mutex<HashMap<String, u64>>,
     pub(crate) alive: RwLock<HashSet<String>>,
     /// Detached reliable sessions per hub, refreshed every heartbeat (usually empty).
     pub(crate) detached: RwLock<HashMap<String, Vec<Detached>>>,
@@ -167,6 +169,7 @@ impl RedisBroker {
             origin: rand::random::<u64>() | 1,
             published: AtomicU64::new(0),
             order: (0..ORDER_LOCKS).map(|_| Mutex::new(())).collect(),
+            numbers: Mutex::new(HashMap::new()),
             alive: RwLock::new(HashSet::new()),
             detached: RwLock::new(HashMap::new()),
             jobs,
@@ -220,6 +223,33 @@ impl RedisBroker {
                 }
                 false
             }
+        }
+    }
+
+    /// The next number of a message on a node or broadcast channel.
+    pub(crate) fn number(&self, channel: &str) -> u64 {
+        let mut numbers = self.numbers.lock();
+        let n = numbers.entry(channel.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+
+    /// The latest numbers of this node's messages, as heartbeats write them (`keys::numbers`).
+    pub(crate) fn numbers(&self) -> Vec<(String, String)> {
+        let node = &self.settings.node_id;
+        self.numbers
+            .lock()
+            .iter()
+            .map(|(ch, n)| (format!("{node}\n{ch}"), format!("{}.{n}", self.origin)))
+            .collect()
+    }
+
+    /// Gives back the number of a message that was not published (if it is the last).
+    pub(crate) fn unnumber(&self, channel: &str, number: u64) {
+        if let Some(n) = self.numbers.lock().get_mut(channel)
+            && *n == number
+        {
+            *n -= 1;
         }
     }
 

@@ -15,7 +15,8 @@ use tracing::{info, warn};
 use super::conn::{Conn, PUSH_QUEUE, PushSink};
 use super::health::heartbeat_timeout;
 use super::jobs::{Job, drop_job, run_job};
-use super::{Detached, RedisBroker, keys, receive};
+use super::receive::{self, Ask};
+use super::{Detached, RedisBroker, keys};
 use crate::metrics;
 
 /// Longest pause between reconnection attempts.
@@ -41,7 +42,7 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let (push_tx, push_rx) = mpsc::channel(PUSH_QUEUE);
-    let (catch_ups, asked) = mpsc::unbounded_channel();
+    let (asks, asked) = mpsc::unbounded_channel();
     tokio::spawn(receive::receive(
         broker.clone(),
         push_rx,
@@ -66,12 +67,12 @@ pub(crate) async fn run(
         backoff = (backoff * 2).min(MAX_BACKOFF);
     };
     *broker.conn.write() = Some(conn.clone());
-    tokio::spawn(watch(broker.clone(), conn.clone()));
+    tokio::spawn(watch(broker.clone(), conn.clone(), asks.clone()));
     // A draining node still passes on what its last requests and sessions publish: the
     // worker runs until the process ends (`flush` waits for it on the way out).
     while let Ok(job) = jobs.recv_async().await {
         match job {
-            Job::Resync => resync(&broker, &mut conn, &catch_ups).await,
+            Job::Resync => resync(&broker, &mut conn, &asks).await,
             Job::Barrier(done) => {
                 let _ = done.send(());
             }
@@ -93,7 +94,7 @@ fn drain_locally(broker: &RedisBroker, jobs: &flume::Receiver<Job>) {
 /// Heartbeats while Redis is reachable (losing it when a beat goes unanswered), and while it
 /// is not, asks it for a sign of life and queues a resynchronization at the first one. Runs
 /// beside the worker, so a slow job never delays noticing an outage.
-async fn watch(broker: Arc<RedisBroker>, mut conn: Conn) {
+async fn watch(broker: Arc<RedisBroker>, mut conn: Conn, asks: mpsc::UnboundedSender<Ask>) {
     let interval = broker.settings.heartbeat;
     let limit = heartbeat_timeout(interval);
     let mut tick = tokio::time::interval(interval);
@@ -102,7 +103,10 @@ async fn watch(broker: Arc<RedisBroker>, mut conn: Conn) {
         tick.tick().await;
         if broker.ready.load(Ordering::SeqCst) {
             match tokio::time::timeout(limit, heartbeat(&broker, &mut conn)).await {
-                Ok(Ok(())) => broker.slow.store(false, Ordering::Relaxed),
+                Ok(Ok(numbers)) => {
+                    broker.slow.store(false, Ordering::Relaxed);
+                    let _ = asks.send(Ask::Numbers(numbers));
+                }
                 Ok(Err(e)) => {
                     metrics::global().redis_errors.inc();
                     broker.lost(&e);
@@ -128,9 +132,17 @@ async fn watch(broker: Arc<RedisBroker>, mut conn: Conn) {
 }
 
 /// One heartbeat: this incarnation is alive; which others are; the detached sessions.
-async fn heartbeat(broker: &RedisBroker, conn: &mut Conn) -> redis::RedisResult<()> {
+/// Answers every node's latest numbers.
+async fn heartbeat(
+    broker: &RedisBroker,
+    conn: &mut Conn,
+) -> redis::RedisResult<HashMap<String, String>> {
     let started = std::time::Instant::now();
-    let (alive, detached) = beat(broker, conn).await?;
+    let Beat {
+        alive,
+        detached,
+        numbers,
+    } = beat(broker, conn).await?;
     metrics::global().redis_round_trip(started.elapsed());
     // A node incarnation gone since the last beat: its reliable sessions are detached now,
     // before this node (or anyone asking it) counts that node dead.
@@ -142,27 +154,45 @@ async fn heartbeat(broker: &RedisBroker, conn: &mut Conn) -> redis::RedisResult<
     };
     refresh_detached(broker, conn, detached).await;
     *broker.alive.write() = alive;
-    Ok(())
+    Ok(numbers)
 }
 
-/// Writes this incarnation's heartbeat; answers the live incarnations and the detached
-/// sessions.
-async fn beat(
-    broker: &RedisBroker,
-    conn: &mut Conn,
-) -> redis::RedisResult<(HashSet<String>, HashMap<String, String>)> {
+/// What a heartbeat learns.
+struct Beat {
+    /// Live node incarnations.
+    alive: HashSet<String>,
+    /// Detached sessions (`keys::detached_sessions`).
+    detached: HashMap<String, String>,
+    /// Every node's latest numbers (`keys::numbers`).
+    numbers: HashMap<String, String>,
+}
+
+/// Writes this incarnation's heartbeat and the latest numbers of its messages.
+async fn beat(broker: &RedisBroker, conn: &mut Conn) -> redis::RedisResult<Beat> {
     let now = now_ms();
     let ttl = broker.settings.presence_ttl.as_millis() as u64;
-    let (alive, detached): (Vec<String>, HashMap<String, String>) = redis::pipe()
-        .zadd(keys::nodes(), broker.presence_name(), now)
+    let mut p = redis::pipe();
+    p.zadd(keys::nodes(), broker.presence_name(), now)
         .ignore()
         .zrembyscore(keys::nodes(), 0, now.saturating_sub(ttl * 10))
-        .ignore()
+        .ignore();
+    let numbers = broker.numbers();
+    if !numbers.is_empty() {
+        p.hset_multiple(keys::numbers(), &numbers).ignore();
+    }
+    // Gone with the last node.
+    p.pexpire(keys::numbers(), (ttl * 10) as i64).ignore();
+    let (alive, detached, numbers): (Vec<String>, _, _) = p
         .zrangebyscore(keys::nodes(), now.saturating_sub(ttl), "+inf")
         .hgetall(keys::detached_sessions())
+        .hgetall(keys::numbers())
         .query_async(conn)
         .await?;
-    Ok((alive.into_iter().collect(), detached))
+    Ok(Beat {
+        alive: alive.into_iter().collect(),
+        detached,
+        numbers,
+    })
 }
 
 /// Replaces the view of detached sessions; entries older than the session TTL (their
@@ -197,11 +227,7 @@ async fn refresh_detached(broker: &RedisBroker, conn: &mut Conn, all: HashMap<St
 /// catches its groups up and has every reliable session it holds write itself again. Work
 /// queued meanwhile runs after it; if Redis is lost again meanwhile, the next sign of life
 /// starts over.
-async fn resync(
-    broker: &Arc<RedisBroker>,
-    conn: &mut Conn,
-    catch_ups: &mpsc::UnboundedSender<String>,
-) {
+async fn resync(broker: &Arc<RedisBroker>, conn: &mut Conn, asks: &mpsc::UnboundedSender<Ask>) {
     let since = broker.outages.load(Ordering::SeqCst);
     broker.epoch.fetch_add(1, Ordering::Relaxed);
     let written = tokio::time::timeout(RESYNC_TIMEOUT, write_again(broker, conn)).await;
@@ -242,7 +268,7 @@ async fn resync(
         broker.queue(Job::Sync(channel));
     }
     for channel in behind {
-        let _ = catch_ups.send(channel);
+        let _ = asks.send(Ask::CatchUp(channel));
     }
     let Some(inbound) = broker.inbound() else {
         return;
@@ -260,8 +286,8 @@ async fn resync(
 /// sessions of nodes that died meanwhile detached, its subscriptions, the presence of its
 /// connections and group members, and the groups its users were added to.
 async fn write_again(broker: &Arc<RedisBroker>, conn: &mut Conn) -> redis::RedisResult<()> {
-    let (alive, _) = beat(broker, conn).await?;
-    *broker.alive.write() = alive;
+    // Not the numbers: what was published while this node was away must still show as gaps.
+    *broker.alive.write() = beat(broker, conn).await?.alive;
     let detached = broker.sweep(conn).await?;
     refresh_detached(broker, conn, detached).await;
     let channels: Vec<String> = broker
