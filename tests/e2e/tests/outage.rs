@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nerve_e2e::{Client, Node, WAIT, client_token, metric, ready, rest};
+use nerve_e2e::{Client, Node, Proxy, WAIT, client_token, metric, ready, rest};
 use nerve_testkit::{RedisServer, eventually};
 use serde_json::Value;
 
@@ -322,4 +322,90 @@ async fn after_redis_returns_empty_a_killed_nodes_reliable_clients_lose_nothing(
     // Each resume from another node's session counts.
     assert_eq!(metric(a.port, "nerve_reconnections_total").await, 3.0);
     a.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_redis_gets_the_group_messages_it_missed_once_back() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port()).await;
+    let a = Node::start("pa", &[redis.url()], false);
+    let b = Node::start("pb", &[proxy.url()], false);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let ports = [a.port, b.port];
+    let here = Client::connect(a.port, &client_token(Some("ph")), true, &ports).await;
+    let there = Client::connect(b.port, &client_token(Some("pt")), true, &ports).await;
+    let plain = Client::connect(b.port, &client_token(Some("pp")), false, &ports).await;
+    for c in [&here, &there, &plain] {
+        c.join("part").await;
+    }
+    let send = |msg: String| async move {
+        let answer = rest(a.port, "POST", "/groups/part/:send", Some(&msg)).await;
+        assert_eq!(answer.status, 202, "{msg}: {answer:?}");
+        msg
+    };
+    let mut expected = vec![send("before".into()).await];
+    for c in [&here, &there, &plain] {
+        c.wait_count(1).await;
+    }
+
+    // Node B has listened for a few heartbeats (it counts what it misses from then on).
+    let b_port = b.port;
+    eventually(WAIT, "node B's first heartbeats", || async move {
+        (metric(b_port, "nerve_redis_latency_seconds_count").await >= 3.0).then_some(())
+    })
+    .await;
+    // Node B alone loses Redis; node A keeps it and passes every message on.
+    proxy.cut();
+    noticed(b.port, Instant::now()).await;
+    for i in 0..20 {
+        expected.push(send(format!("m{i}")).await);
+    }
+    // A message to everyone has no history to come back from: B counts it when it hears the
+    // next one from A.
+    let to_all = rest(a.port, "POST", "/:send", Some("everyone")).await;
+    assert_eq!(to_all.status, 202);
+    here.wait_count(expected.len() + 1).await;
+    assert_eq!(
+        there.count(),
+        1,
+        "nothing reaches node B while it is cut off"
+    );
+    assert_eq!(metric(a.port, "nerve_cluster_drops_total").await, 0.0);
+
+    proxy.restore();
+    all_ready(&ports).await;
+    // What B missed of the group comes from its history, before anything newer.
+    expected.push(send("after".into()).await);
+    for c in [&there, &plain] {
+        c.wait_count(expected.len()).await;
+        assert_eq!(texts(c), expected, "every group message once, in order");
+    }
+    assert_eq!(
+        there.sequence_ids(),
+        (1..=expected.len() as u64).collect::<Vec<u64>>(),
+        "the reliable client's sequence ids run on"
+    );
+    assert_eq!(there.resumes(), 0);
+    let again = rest(a.port, "POST", "/:send", Some("everyone again")).await;
+    assert_eq!(again.status, 202);
+    there.wait_count(expected.len() + 1).await;
+    assert_eq!(
+        texts(&there).last().map(String::as_str),
+        Some("everyone again")
+    );
+    // Counted when the next message from A showed the gap.
+    assert_eq!(
+        metric(b.port, "nerve_cluster_drops_total").await,
+        1.0,
+        "node B counted the message to everyone it missed"
+    );
+    // And only once: the heartbeats after it, which tell B what A sent, add nothing.
+    let beats = metric(b.port, "nerve_redis_latency_seconds_count").await;
+    eventually(WAIT, "more heartbeats of node B", || async move {
+        (metric(b_port, "nerve_redis_latency_seconds_count").await >= beats + 3.0).then_some(())
+    })
+    .await;
+    assert_eq!(metric(b.port, "nerve_cluster_drops_total").await, 1.0);
+    assert_eq!(metric(a.port, "nerve_cluster_drops_total").await, 0.0);
 }
