@@ -25,6 +25,7 @@ mod conn;
 mod health;
 mod jobs;
 pub mod keys;
+mod numbers;
 mod presence;
 mod receive;
 mod sessions;
@@ -72,15 +73,6 @@ pub struct RedisSettings {
     /// Most bytes a detached reliable session keeps.
     pub outbox_bytes: usize,
 }
-
-/// Deletes a hash field whose value starts with ARGV[2] (this node's name).
-const FORGET: &str = r"
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
-  return redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 0
-";
 
 /// Local interest in a channel.
 #[derive(Default)]
@@ -226,33 +218,6 @@ impl RedisBroker {
         }
     }
 
-    /// The next number of a message on a node or broadcast channel.
-    pub(crate) fn number(&self, channel: &str) -> u64 {
-        let mut numbers = self.numbers.lock();
-        let n = numbers.entry(channel.to_string()).or_default();
-        *n += 1;
-        *n
-    }
-
-    /// The latest numbers of this node's messages, as heartbeats write them (`keys::numbers`).
-    pub(crate) fn numbers(&self) -> Vec<(String, String)> {
-        let node = &self.settings.node_id;
-        self.numbers
-            .lock()
-            .iter()
-            .map(|(ch, n)| (format!("{node}\n{ch}"), format!("{}.{n}", self.origin)))
-            .collect()
-    }
-
-    /// Gives back the number of a message that was not published (if it is the last).
-    pub(crate) fn unnumber(&self, channel: &str, number: u64) {
-        if let Some(n) = self.numbers.lock().get_mut(channel)
-            && *n == number
-        {
-            *n -= 1;
-        }
-    }
-
     fn envelope(&self, hub: &str, body: Body) -> Vec<u8> {
         Envelope {
             origin: self.settings.node_id.clone(),
@@ -301,56 +266,6 @@ impl RedisBroker {
         if self.accepting() {
             self.queue(Job::Presence(cmds));
         }
-    }
-
-    /// Presence writes announcing a connection.
-    pub(crate) fn connection_presence(&self, conn: &Connection) -> Vec<redis::Cmd> {
-        let me = self.presence_name();
-        let roles = serde_json::to_string(&conn.roles.lock().to_claims()).unwrap_or_default();
-        let value = format!("{me}\n{}\n{roles}", conn.user_id.as_deref().unwrap_or(""));
-        let mut cmds = vec![
-            redis::cmd("HSET")
-                .arg(keys::connections(&conn.hub))
-                .arg(&*conn.id)
-                .arg(&value)
-                .to_owned(),
-        ];
-        if let Some(u) = &conn.user_id {
-            cmds.push(
-                redis::cmd("HSET")
-                    .arg(keys::user(&conn.hub, u))
-                    .arg(&*conn.id)
-                    .arg(&me)
-                    .to_owned(),
-            );
-        }
-        cmds
-    }
-
-    /// Removes a presence entry only if this node wrote it: a session resumed elsewhere
-    /// keeps the entry its new node wrote.
-    fn forget(&self, key: String, conn_id: &str) -> redis::Cmd {
-        redis::cmd("EVAL")
-            .arg(FORGET)
-            .arg(1)
-            .arg(key)
-            .arg(conn_id)
-            .arg(format!("{}#", self.settings.node_id))
-            .to_owned()
-    }
-
-    /// The presence write announcing a group member.
-    pub(crate) fn member_presence(&self, hub: &str, conn: &Connection, group: &str) -> redis::Cmd {
-        let value = format!(
-            "{}\n{}",
-            self.presence_name(),
-            conn.user_id.as_deref().unwrap_or("")
-        );
-        redis::cmd("HSET")
-            .arg(keys::members(hub, group))
-            .arg(&*conn.id)
-            .arg(value)
-            .to_owned()
     }
 }
 

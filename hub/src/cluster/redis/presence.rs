@@ -1,5 +1,6 @@
-//! Cluster-wide answers from presence: whether a connection or user is online on a live
-//! node, and who is in a group. Entries of dead node incarnations are ignored (and removed).
+//! Presence: the writes announcing this node's connections and group members, and the
+//! cluster-wide answers from them: whether a connection or user is online on a live node, and
+//! who is in a group. Entries of dead node incarnations are ignored (and removed).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -8,9 +9,71 @@ use redis::AsyncCommands;
 
 use super::{RedisBroker, keys};
 use crate::cluster::Member;
+use crate::registry::Connection;
 
 /// Longest a presence question waits for Redis (a REST call waits on it).
 const LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Deletes a hash field whose value starts with ARGV[2] (this node's name).
+const FORGET: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+";
+
+impl RedisBroker {
+    /// Presence writes announcing a connection.
+    pub(crate) fn connection_presence(&self, conn: &Connection) -> Vec<redis::Cmd> {
+        let me = self.presence_name();
+        let roles = serde_json::to_string(&conn.roles.lock().to_claims()).unwrap_or_default();
+        let value = format!("{me}\n{}\n{roles}", conn.user_id.as_deref().unwrap_or(""));
+        let mut cmds = vec![
+            redis::cmd("HSET")
+                .arg(keys::connections(&conn.hub))
+                .arg(&*conn.id)
+                .arg(&value)
+                .to_owned(),
+        ];
+        if let Some(u) = &conn.user_id {
+            cmds.push(
+                redis::cmd("HSET")
+                    .arg(keys::user(&conn.hub, u))
+                    .arg(&*conn.id)
+                    .arg(&me)
+                    .to_owned(),
+            );
+        }
+        cmds
+    }
+
+    /// Removes a presence entry only if this node wrote it: a session resumed elsewhere
+    /// keeps the entry its new node wrote.
+    pub(crate) fn forget(&self, key: String, conn_id: &str) -> redis::Cmd {
+        redis::cmd("EVAL")
+            .arg(FORGET)
+            .arg(1)
+            .arg(key)
+            .arg(conn_id)
+            .arg(format!("{}#", self.settings.node_id))
+            .to_owned()
+    }
+
+    /// The presence write announcing a group member.
+    pub(crate) fn member_presence(&self, hub: &str, conn: &Connection, group: &str) -> redis::Cmd {
+        let value = format!(
+            "{}\n{}",
+            self.presence_name(),
+            conn.user_id.as_deref().unwrap_or("")
+        );
+        redis::cmd("HSET")
+            .arg(keys::members(hub, group))
+            .arg(&*conn.id)
+            .arg(value)
+            .to_owned()
+    }
+}
 
 /// The live node incarnation of a presence value `node#epoch\nuser`.
 fn node_of(value: &str) -> &str {
