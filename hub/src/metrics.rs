@@ -347,9 +347,14 @@ impl Metrics {
 
     /// Counts something the cluster could not pass on.
     pub fn cluster_drop(&self, result: &'static str) {
+        self.cluster_drops_by(result, 1);
+    }
+
+    /// Counts `n` things the cluster could not pass on.
+    pub fn cluster_drops_by(&self, result: &'static str, n: u64) {
         self.cluster_drops
             .get_or_create(&ResultLabel { result })
-            .inc();
+            .inc_by(n);
     }
 
     /// Counts a protocol error by reason.

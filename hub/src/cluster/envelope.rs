@@ -21,6 +21,9 @@ pub struct Message {
     pub frame: String,
     /// The payload (for simple clients and filters).
     pub payload: Payload,
+    /// For a group message: the publishing node process and the message's number there
+    /// (`registry::Published`), so that node knows its own message in the group's history.
+    pub published: Option<(u64, u64)>,
 }
 
 /// What travels between nodes.
@@ -59,6 +62,8 @@ struct Header {
     jl: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     c: Option<Command>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    q: Option<(u64, u64)>,
 }
 
 /// Why an envelope could not be read.
@@ -84,6 +89,7 @@ impl Envelope {
             fl: 0,
             jl: 0,
             c: None,
+            q: None,
         };
         let mut tail: Vec<&[u8]> = Vec::new();
         match &self.body {
@@ -93,6 +99,7 @@ impl Envelope {
                 header.d = Some(m.payload.data_type.as_str().to_string());
                 header.fl = m.frame.len();
                 header.jl = m.payload.json.len();
+                header.q = m.published;
                 tail.extend([m.frame.as_bytes(), &m.payload.json, &m.payload.raw]);
             }
             Body::Command(c) => header.c = Some(c.clone()),
@@ -138,6 +145,7 @@ impl Envelope {
                         json: Bytes::copy_from_slice(json),
                         raw: Bytes::copy_from_slice(raw),
                     },
+                    published: header.q,
                 })
             }
             (None, None) => {
@@ -169,6 +177,7 @@ mod tests {
                 },
                 frame: r#"{"type":"message","data":"hi"}"#.into(),
                 payload: Payload::binary(Bytes::from_static(&[0, 10, 255])),
+                published: Some((1_700_000_000_000, 42)),
             }),
         };
         assert_eq!(Envelope::decode(&m.encode()).unwrap(), m);

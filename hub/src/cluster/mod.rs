@@ -243,6 +243,33 @@ pub struct Resumable {
     pub frames: Vec<(u64, String)>,
     /// The last sequence id the session stamped (the client may have seen it).
     pub last_sequence_id: u64,
+    /// Per group, the latest message its node published that the session was given before
+    /// the message reached the group's history (`registry::Published`: origin and number).
+    /// Replaying the history, that node's messages up to the number are not sent again.
+    pub published: Vec<(String, (u64, u64))>,
+}
+
+/// What a reliable session did since its last write to the store, written in one go.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// How many of the oldest frames the client acknowledged.
+    pub acked: usize,
+    /// Frames stamped, with their sequence ids, before they reach the client.
+    pub frames: Vec<(u64, String)>,
+    /// Groups whose history position moved, and where to.
+    pub positions: Vec<(Arc<str>, (u64, u64))>,
+    /// Groups whose latest message from the session's node moved (origin, number).
+    pub published: Vec<(Arc<str>, (u64, u64))>,
+}
+
+impl Progress {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.acked == 0
+            && self.frames.is_empty()
+            && self.positions.is_empty()
+            && self.published.is_empty()
+    }
 }
 
 /// Reliable sessions shared by the nodes.
@@ -250,15 +277,12 @@ pub struct Resumable {
 pub trait SessionStore: Send + Sync {
     /// Saves a new session's identity.
     async fn create(&self, conn: &str, record: &SessionRecord);
-    /// Records frames before they are written to the client, and the groups' positions.
-    async fn append(
-        &self,
-        conn: &str,
-        frames: &[(u64, String)],
-        positions: &[(Arc<str>, (u64, u64))],
-    );
-    /// Forgets the frames up to `count` oldest (acknowledged).
-    async fn trim(&self, conn: &str, count: usize);
+    /// Records what the session did: forgets acknowledged frames, keeps new ones before they
+    /// are written to the client, and moves the groups' positions.
+    async fn append(&self, conn: &str, progress: &Progress);
+    /// Writes a session again, whole, after the store may have lost it (Redis came back
+    /// empty, or this node was cut off from it), unless another node holds it now.
+    async fn rewrite(&self, conn: &str, whole: &Resumable);
     /// Records that the session joined a group; its history is replayed from where it ends now.
     async fn joined(&self, hub: &str, conn: &str, group: &str);
     /// Records that the session left a group.

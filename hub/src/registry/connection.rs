@@ -4,8 +4,8 @@
 //! full outbox (in messages or bytes) marks the connection as a slow consumer and asks its
 //! session to close it, so one slow reader cannot stall a publisher or grow memory.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use nerve_protocol::{Codec, Encoding, Payload, Sender, ServerFrame, Subprotocol, close};
 use parking_lot::Mutex;
@@ -34,6 +34,22 @@ pub struct Delivery {
     pub payload: Payload,
     /// Where the message sits in its group's history, when the cluster keeps one.
     pub position: Option<Position>,
+    /// Which node published a group message, and its number there: set by a cluster that
+    /// delivers a node's own group messages to its own members before they reach the history.
+    pub published: OnceLock<Published>,
+}
+
+/// A group message as its publishing node numbered it. Each node process numbers the group
+/// messages it publishes, in the order it hands them to its members and to the group's
+/// history, so "this node's messages up to number n" names a set that needs no history id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The group.
+    pub group: Arc<str>,
+    /// The publishing node process (unique in the cluster and over restarts).
+    pub origin: u64,
+    /// The message's number among the origin's group messages.
+    pub seq: u64,
 }
 
 /// A message's place in a group's history: the group and the history entry id.
@@ -49,7 +65,7 @@ impl Delivery {
     /// Encodes a message once for every encoding.
     pub fn new(from: Sender<'_>, payload: Payload) -> Arc<Self> {
         let json_frame = ServerFrame::message(from, &payload).to_json();
-        Delivery::from_parts(json_frame, payload, None)
+        Delivery::from_parts(json_frame, payload, None, None)
     }
 
     /// Rebuilds a message encoded elsewhere (another node), keeping its frame as it is.
@@ -57,6 +73,7 @@ impl Delivery {
         json_frame: String,
         payload: Payload,
         position: Option<Position>,
+        published: Option<Published>,
     ) -> Arc<Self> {
         // The raw frame is the payload alone, whoever sent it.
         let raw = ServerFrame::message(Sender::Server, &payload);
@@ -69,6 +86,7 @@ impl Delivery {
             raw_frame,
             payload,
             position,
+            published: published.map_or_else(OnceLock::new, OnceLock::from),
         })
     }
 
@@ -97,6 +115,9 @@ pub enum Control {
     },
     /// A reliable client came back: continue the session on this socket.
     Reattach(Box<Socket>),
+    /// The cluster's store may have lost this session (Redis came back empty, or this node
+    /// was cut off from it): write it there again, whole.
+    Reshare,
 }
 
 /// Why a publisher could not queue a message.
@@ -130,6 +151,7 @@ pub struct Connection {
     max_queued_bytes: usize,
     closing: AtomicBool,
     handed_over: AtomicBool,
+    reshare: AtomicBool,
 }
 
 /// The session's ends of a connection's channels.
@@ -179,6 +201,7 @@ impl Connection {
             max_queued_bytes: spec.max_queued_bytes,
             closing: AtomicBool::new(false),
             handed_over: AtomicBool::new(false),
+            reshare: AtomicBool::new(false),
         });
         (
             conn,
@@ -253,8 +276,21 @@ impl Connection {
             .try_send(Control::Reattach(ws))
             .map_err(|e| match e.into_inner() {
                 Control::Reattach(ws) => Some(ws),
-                Control::Close { .. } => None,
+                Control::Close { .. } | Control::Reshare => None,
             })
+    }
+
+    /// Asks a reliable session to write itself to the cluster's store again, whole. The flag
+    /// outlives a full control channel: the session checks it whenever it writes.
+    pub fn reshare(&self) {
+        if !self.reshare.swap(true, Ordering::Relaxed) {
+            let _ = self.control.try_send(Control::Reshare);
+        }
+    }
+
+    /// Whether the session was asked to write itself again (and clears the request).
+    pub fn take_reshare(&self) -> bool {
+        self.reshare.swap(false, Ordering::Relaxed)
     }
 
     /// Ends the session here because another node resumes it: its shared state stays.

@@ -110,6 +110,14 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Every user added to groups, with those groups (what the cluster keeps of them).
+    pub fn all_user_groups(&self) -> Vec<(Arc<str>, Vec<Arc<str>>)> {
+        self.user_groups
+            .iter()
+            .map(|e| (e.key().clone(), e.value().iter().cloned().collect()))
+            .collect()
+    }
+
     /// Removes a connection from the hub, its groups and its user.
     pub fn remove_connection(&self, conn: &Connection) {
         self.connections.remove(&conn.id);

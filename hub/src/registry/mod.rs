@@ -10,7 +10,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 pub use connection::{
-    Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery, Position, new_connection_id,
+    Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery, Position, Published,
+    new_connection_id,
 };
 pub use hub::{FanOut, Hub};
 pub use roles::{Permission, Roles};

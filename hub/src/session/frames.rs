@@ -135,13 +135,8 @@ impl Session {
             ClientFrame::CancelInvocation { .. } => None,
             ClientFrame::SequenceAck { sequence_id } => {
                 let acked = self.reliable.as_mut().map_or(0, |r| r.ack(sequence_id));
-                let app = self.app.clone();
-                if acked > 0
-                    && self.shared.is_some()
-                    && let Some(store) = app.broker.sessions()
-                {
-                    self.persist().await;
-                    store.trim(&self.conn.id, acked).await;
+                if acked > 0 {
+                    self.acked(acked).await;
                 }
                 None
             }

@@ -201,6 +201,7 @@ impl Session {
                         return End::Finished;
                     }
                     Ok(Control::Reattach(new)) => return End::Reattached(new),
+                    Ok(Control::Reshare) => self.persist().await,
                     Err(_) => return End::Finished,
                 },
                 msg = socket.next() => {
@@ -294,25 +295,34 @@ impl Session {
             }
             socket.flush().await
         };
-        self.interruptible(stuck_after, write).await.err()
+        let end = self.interruptible(stuck_after, write).await.err();
+        // A request to write the whole session that came during the write.
+        self.persist().await;
+        end
     }
 
     /// Runs a socket write unless a control request, shutdown or the stuck timeout comes first.
+    /// A request to write the session again waits for the write (its flag stays set).
     async fn interruptible(
         &self,
         stuck_after: std::time::Duration,
         write: impl std::future::Future<Output = Result<(), crate::socket::Error>>,
     ) -> Result<(), End> {
-        tokio::select! {
-            r = tokio::time::timeout(stuck_after, write) => match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) | Err(_) => Err(End::Dropped),
-            },
-            ctl = self.rx.control.recv_async() => Err(match ctl {
-                Ok(Control::Reattach(ws)) => End::Reattached(ws),
-                _ => End::Finished,
-            }),
-            _ = self.app.shutdown.cancelled() => Err(End::Finished),
+        let write = tokio::time::timeout(stuck_after, write);
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                r = &mut write => return match r {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) | Err(_) => Err(End::Dropped),
+                },
+                ctl = self.rx.control.recv_async() => match ctl {
+                    Ok(Control::Reshare) => {}
+                    Ok(Control::Reattach(ws)) => return Err(End::Reattached(ws)),
+                    _ => return Err(End::Finished),
+                },
+                _ = self.app.shutdown.cancelled() => return Err(End::Finished),
+            }
         }
     }
 
@@ -342,6 +352,7 @@ impl Session {
                 _ = sleep_until(deadline) => return None,
                 ctl = self.rx.control.recv_async() => match ctl {
                     Ok(Control::Reattach(ws)) => return Some(ws),
+                    Ok(Control::Reshare) => self.persist().await,
                     _ => return None,
                 },
                 d = self.rx.outbox.recv_async() => {
@@ -422,9 +433,16 @@ impl Session {
     }
 }
 
-/// Ends a socket as the service does: a `disconnected` message with `reason` (if the protocol
-/// has one), then a close frame with `code` and `close_reason` (cut to the 123 bytes a close
-/// frame allows). Errors are ignored: the socket is being dropped either way.
+/// How long a closing socket keeps reading for the client's answering close frame.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends a socket as the service does: a `disconnected` message with `reason` (if the protocol has one), then a
+/// close frame with `code` and `close_reason` (cut to the 123 bytes a close frame allows), then
+/// what the client still sends is read and dropped until it answers the close (or for
+/// [`CLOSE_LINGER`]). A socket dropped with unread input is reset by the kernel, and a client
+/// still writing (one cut off for its rate) then fails a write, or its proxy passes the reset
+/// on, before it reads the goodbye: it would see 1006 instead. Errors are ignored: the socket
+/// is being dropped either way.
 pub(crate) async fn say_goodbye(
     socket: &mut Socket,
     codec: &dyn Codec,
@@ -435,7 +453,13 @@ pub(crate) async fn say_goodbye(
     if let Some(frame) = codec.encode(&ServerFrame::disconnected(reason)) {
         let _ = socket.feed(crate::socket::message(frame)).await;
     }
-    let _ = socket
+    if socket
         .send(crate::socket::close_frame(code, close_reason))
-        .await;
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let drain = async { while let Some(Ok(_)) = socket.next().await {} };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
 }

@@ -136,15 +136,12 @@ async fn resume(
     // The connection's upstream state (from a connect handler) stays with its first node.
     let protocol = Subprotocol::JsonReliable.name().map(str::to_string);
     let (conn, rx) = register(&node, &h, spec, groups, protocol, None).await;
-    let positions: Vec<_> = saved
-        .groups
-        .iter()
-        .filter_map(|(g, pos)| pos.map(|p| (Arc::<str>::from(g.as_str()), p)))
-        .collect();
     // Subscribed first (in `register`), then read the history: nothing falls between the two.
     let mut history = Vec::new();
-    for (g, p) in &positions {
-        history.extend(store.history(hub, g, *p).await);
+    for (g, pos) in &saved.groups {
+        if let Some(p) = pos {
+            history.extend(store.history(hub, g, *p).await);
+        }
     }
     debug!(
         conn = conn_id,
@@ -154,10 +151,7 @@ async fn resume(
     );
     metrics::global().reconnections.inc();
     let mut session = Session::new(node.clone(), h, conn, rx, SimpleMode::SendEvent);
-    if session
-        .resume(saved.frames, saved.last_sequence_id, positions, history)
-        .is_err()
-    {
+    if session.resume(saved, history).is_err() {
         debug!(
             conn = conn_id,
             "too much to replay; the client must reconnect afresh"

@@ -97,6 +97,11 @@ impl ReliableBuffer {
     pub fn unacked(&self) -> impl Iterator<Item = &Utf8Bytes> {
         self.unacked.iter().map(|(_, f)| f)
     }
+
+    /// The unacknowledged frames with their sequence ids, oldest first.
+    pub fn unacked_with_ids(&self) -> impl Iterator<Item = (u64, &Utf8Bytes)> {
+        self.unacked.iter().map(|(id, f)| (*id, f))
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
@@ -31,6 +31,7 @@ pub struct Closed {
 #[derive(Default)]
 struct Seen {
     data: Vec<Value>,
+    arrived: Vec<Instant>,
     sequence_ids: Vec<u64>,
     acks: HashMap<u64, Value>,
     connection_id: Option<String>,
@@ -122,6 +123,16 @@ impl Client {
     /// The data of every message received (once each), in order.
     pub fn received(&self) -> Vec<Value> {
         self.seen.lock().data.clone()
+    }
+
+    /// The data of every message received (once each), in order, with when it arrived.
+    pub fn arrivals(&self) -> Vec<(Value, Instant)> {
+        let s = self.seen.lock();
+        s.data
+            .iter()
+            .cloned()
+            .zip(s.arrived.iter().copied())
+            .collect()
     }
 
     /// Number of messages received.
@@ -335,6 +346,7 @@ fn on_frame(v: Value, seen: &Mutex<Seen>, last_seq: &mut u64) {
                 s.sequence_ids.push(seq);
             }
             s.data.push(v["data"].clone());
+            s.arrived.push(Instant::now());
         }
         Some("ack") => {
             if let Some(id) = v["ackId"].as_u64() {

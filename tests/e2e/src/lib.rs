@@ -1,12 +1,15 @@
 //! Harness for multi-process cluster tests: `nerve` nodes sharing a real Redis, a REST caller
 //! that signs like the server SDKs, and a WebSocket client that behaves like the official
-//! reliable client (acks sequence ids, drops duplicates, resumes through any node).
+//! reliable client (acks sequence ids, drops duplicates, resumes through any node), and a
+//! proxy that cuts one node off from Redis.
 
 mod client;
 mod node;
+mod proxy;
 
 pub use client::{Client, Closed};
 pub use node::{Node, nerve_binary};
+pub use proxy::Proxy;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

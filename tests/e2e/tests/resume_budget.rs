@@ -1,5 +1,6 @@
 //! A session resumed on another node is a connection like any other there: it takes a place in
-//! that node's connection budget and counts in `nerve_connections_opened_total`.
+//! that node's connection budget and counts in `nerve_connections_opened_total`, and it counts
+//! as a reconnection (`nerve_reconnections_total`).
 
 use nerve_e2e::{Client, Node, WAIT, client_token, metric, rest};
 use nerve_testkit::{RedisServer, eventually};
@@ -62,6 +63,11 @@ async fn a_resumed_session_counts_against_the_budget_and_as_opened() {
     )
     .await;
     assert_eq!(metric(b.port, "nerve_connections_opened_total").await, 1.0);
+    assert_eq!(
+        metric(b.port, "nerve_reconnections_total").await,
+        1.0,
+        "a session resumed from another node counts as a reconnection"
+    );
     assert_eq!(metric(b.port, "nerve_connections").await, 1.0);
     let path = format!("/connections/{id}");
     assert_eq!(

@@ -60,6 +60,28 @@ impl RedisServer {
         }
     }
 
+    /// Stops the process (SIGSTOP): it keeps its connections open and answers nothing, as a
+    /// Redis that hangs or sits behind a dead network path does.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn unpause(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let Some(child) = &self.child else {
+            return;
+        };
+        let status = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} redis-server");
+    }
+
     /// Starts the process again on the same port and directory (after [`kill`](Self::kill)).
     pub fn restart(&mut self) {
         self.kill();

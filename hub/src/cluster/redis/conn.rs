@@ -14,14 +14,22 @@ use redis::{Cmd, Pipeline, PushInfo, RedisFuture, RedisResult, Value};
 /// without bound.
 pub const PUSH_QUEUE: usize = 16 * 1024;
 
-/// Hands RESP3 pushes to the node's receiver without waiting.
+/// Hands RESP3 pushes to the node's receiver without waiting. A message dropped here is
+/// counted here if it came on a group channel; on a node or broadcast channel it is counted
+/// (as `missed`) when the next one from its node shows the gap.
 #[derive(Clone)]
 pub struct PushSink(pub tokio::sync::mpsc::Sender<PushInfo>);
 
 impl redis::aio::AsyncPushSender for PushSink {
     fn send(&self, info: PushInfo) -> Result<(), redis::aio::SendError> {
-        if self.0.try_send(info).is_err() {
-            crate::metrics::global().cluster_drop("push_queue_full");
+        if let Err(e) = self.0.try_send(info) {
+            let on_group = match e.into_inner().data.first() {
+                Some(Value::BulkString(ch)) => super::keys::is_group_channel(ch),
+                _ => false,
+            };
+            if on_group {
+                crate::metrics::global().cluster_drop("push_queue_full");
+            }
         }
         Ok(())
     }

@@ -19,6 +19,11 @@ pub fn group_channel(hub: &str, group: &str) -> String {
     format!("{PREFIX}:{{g:{hub}:{group}}}:ch")
 }
 
+/// Whether a channel name is a group's channel.
+pub fn is_group_channel(channel: &[u8]) -> bool {
+    channel.starts_with(format!("{PREFIX}:{{g:").as_bytes())
+}
+
 /// A hub's connections on every node: connection id → `node\nuser`.
 pub fn connections(hub: &str) -> String {
     format!("{PREFIX}:{{c:{hub}}}:conns")
@@ -69,4 +74,10 @@ pub fn held_sessions() -> String {
 /// connection id → `node#epoch\nhub\nuser\nsince-ms`.
 pub fn detached_sessions() -> String {
     format!("{PREFIX}:{{nodes}}:detached")
+}
+
+/// The latest number of each node's messages on each node or broadcast channel, written
+/// with its heartbeats: `node\nchannel` → `origin.number`.
+pub fn numbers() -> String {
+    format!("{PREFIX}:{{nodes}}:numbers")
 }

@@ -1,10 +1,11 @@
 //! The Redis broker: many nodes act as one hub.
 //!
-//! - Messages: a group message goes through one script that appends it to the group's capped
-//!   history stream and publishes it on the group's channel, so every node (the sender too)
-//!   sees a group's messages in history order; other sends are delivered locally at once and
-//!   published to the nodes that may hold recipients. A node subscribes to a group channel
-//!   only while it holds a member.
+//! - Messages: every send is delivered to this node's recipients at once, then handed to a
+//!   worker that passes it on. A group message goes through one script that appends it to the
+//!   group's capped history stream and publishes it on the group's channel; its publishing
+//!   node numbers it (`registry::Published`), so that node knows its own message again in
+//!   the history and does not deliver it twice. Other sends are published to the nodes that
+//!   may hold recipients. A node subscribes to a group channel only while it holds a member.
 //! - Presence: hashes of connections, users and group members, each entry naming its node
 //!   incarnation; a node heartbeats into a sorted set, so a crashed node's entries stop
 //!   counting after the presence TTL.
@@ -13,13 +14,20 @@
 //!   outbox, and the node that resumes it sends them. Free while owners are alive: a direct
 //!   send finds the owner dead through presence or a publish nobody received, and the list of
 //!   detached sessions rides on the heartbeat.
-//! - Faults: one worker task owns every write; it reaches Redis through a reconnecting
-//!   client, and after an outage it re-subscribes and rewrites this node's presence under a
-//!   new incarnation. Its queue is bounded: past it, work is dropped and counted.
+//! - Faults (`health`): nothing local waits on Redis. Redis counts as lost when its connection
+//!   closes, an operation fails on the connection, or a heartbeat goes unanswered; from then on
+//!   what cannot be passed on is counted and dropped. When a heartbeat is answered again the
+//!   worker resynchronizes: a new incarnation, subscriptions, presence, the group messages
+//!   missed meanwhile (from the histories) and every reliable session this node holds,
+//!   written again whole. The worker's queue is bounded: past it, work is dropped and counted.
 
 mod conn;
+mod health;
+mod jobs;
 pub mod keys;
+mod numbers;
 mod presence;
+mod receive;
 mod sessions;
 mod worker;
 
@@ -34,8 +42,9 @@ use parking_lot::{Mutex, RwLock};
 use super::envelope::{Body, Envelope, Message};
 use super::{Broker, Command, Inbound, Member, Scope, SessionStore, Target, deliver_local};
 use crate::metrics;
-use crate::registry::{Connection, Delivery, FanOut, Hub, Membership};
+use crate::registry::{Connection, Delivery, FanOut, Hub, Membership, Published};
 pub use conn::Conn;
+use jobs::Job;
 
 /// Most pending broker operations; past it they are dropped and counted.
 pub const JOB_QUEUE: usize = 64 * 1024;
@@ -65,68 +74,21 @@ pub struct RedisSettings {
     pub outbox_bytes: usize,
 }
 
-/// Deletes a hash field whose value starts with ARGV[2] (this node's name).
-const FORGET: &str = r"
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
-  return redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 0
-";
-
-/// A unit of work for the worker.
-pub(crate) enum Job {
-    /// A group message: history + channel, delivered back to this node too.
-    Group {
-        hub: String,
-        group: String,
-        bytes: Vec<u8>,
-        local: Option<(Arc<Hub>, Scope, Arc<Delivery>)>,
-    },
-    /// A message or command for a channel.
-    Channel { channel: String, bytes: Vec<u8> },
-    /// A message for one connection: to its node, or into its session while no live node
-    /// holds it.
-    Direct {
-        hub: String,
-        conn: String,
-        d: Arc<Delivery>,
-        bytes: Vec<u8>,
-    },
-    /// A message for a user or everyone: to every node, and into the matching detached
-    /// sessions.
-    Fanout {
-        hub: String,
-        target: Target,
-        scope: Scope,
-        d: Arc<Delivery>,
-        bytes: Vec<u8>,
-    },
-    /// A command for the node holding a connection.
-    ToOwner {
-        hub: String,
-        conn: String,
-        bytes: Vec<u8>,
-    },
-    /// Bring a channel's subscription in line with local interest.
-    Sync(String),
-    /// Presence writes.
-    Presence(Vec<redis::Cmd>),
-    /// A reliable session joined a group: record it (and where the history ends).
-    SessionJoined {
-        hub: String,
-        conn: String,
-        group: String,
-    },
-    /// A reliable session left a group.
-    SessionLeft { conn: String, group: String },
-}
-
 /// Local interest in a channel.
 #[derive(Default)]
 pub(crate) struct Interest {
     wanted: bool,
     subscribed: bool,
+    /// For a group channel: its hub and group.
+    group: Option<(String, String)>,
+    /// The last history entry this node received from the group (or, before the first,
+    /// when the interest began): where a catch-up after an outage starts.
+    seen: (u64, u64),
+    /// An outage may have cost this node some of the group's messages: catch up from the
+    /// group's history before the next live one.
+    behind: bool,
+    /// Live messages up to this entry came in a catch-up already.
+    caught_up: Option<(u64, u64)>,
 }
 
 /// A reliable session no live node holds, as the last heartbeat saw it.
@@ -140,12 +102,33 @@ pub(crate) struct Detached {
     pub node: String,
 }
 
+/// How many locks order the group messages this node publishes (by group hash).
+const ORDER_LOCKS: usize = 64;
+
 /// The Redis broker.
 pub struct RedisBroker {
     pub(crate) settings: RedisSettings,
     pub(crate) conn: RwLock<Option<Conn>>,
     pub(crate) ready: AtomicBool,
+    /// Follows `ready`, for operations that give up the moment Redis is lost.
+    pub(crate) online: tokio::sync::watch::Sender<bool>,
+    /// Counts losses of Redis, so a resynchronization overtaken by one does not end it.
+    pub(crate) outages: AtomicU64,
+    /// A resynchronization is queued or running: work queued from now on runs after it.
+    pub(crate) resyncing: AtomicBool,
+    /// A session's write waited for Redis in vain since the last answered heartbeat: until
+    /// the next one, session writes do not wait (`health`).
+    pub(crate) slow: AtomicBool,
     pub(crate) epoch: AtomicU64,
+    /// This node process among all nodes and their restarts (`registry::Published::origin`).
+    pub(crate) origin: u64,
+    /// The number of the last group message this node published.
+    published: AtomicU64,
+    /// Held while a group message is numbered, delivered here and queued for Redis, so its
+    /// group's members and history get this node's messages in number order.
+    order: Box<[Mutex<()>]>,
+    /// The number of the last message published on each node or broadcast channel.
+    numbers: Mutex<HashMap<String, u64>>,
     pub(crate) alive: RwLock<HashSet<String>>,
     /// Detached reliable sessions per hub, refreshed every heartbeat (usually empty).
     pub(crate) detached: RwLock<HashMap<String, Vec<Detached>>>,
@@ -169,8 +152,16 @@ impl RedisBroker {
             settings,
             conn: RwLock::new(None),
             ready: AtomicBool::new(false),
+            online: tokio::sync::watch::channel(false).0,
+            outages: AtomicU64::new(0),
+            resyncing: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
             // Unique per process, so a restarted node never revives its predecessor's entries.
             epoch: AtomicU64::new(worker::now_ms()),
+            origin: rand::random::<u64>() | 1,
+            published: AtomicU64::new(0),
+            order: (0..ORDER_LOCKS).map(|_| Mutex::new(())).collect(),
+            numbers: Mutex::new(HashMap::new()),
             alive: RwLock::new(HashSet::new()),
             detached: RwLock::new(HashMap::new()),
             jobs,
@@ -215,12 +206,16 @@ impl RedisBroker {
     /// Queues work for the worker without waiting; a full queue drops it.
     pub(crate) fn queue(&self, job: Job) -> bool {
         self.pending.fetch_add(1, Ordering::Relaxed);
-        let queued = self.jobs.try_send(job).is_ok();
-        if !queued {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-            metrics::global().cluster_drop("job_queue_full");
+        match self.jobs.try_send(job) {
+            Ok(()) => true,
+            Err(e) => {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+                if e.into_inner().passes_on() {
+                    metrics::global().cluster_drop("job_queue_full");
+                }
+                false
+            }
         }
-        queued
     }
 
     fn envelope(&self, hub: &str, body: Body) -> Vec<u8> {
@@ -232,10 +227,15 @@ impl RedisBroker {
         .encode()
     }
 
-    fn want(&self, channel: String, wanted: bool) {
+    fn want(&self, hub: &str, group: &str, wanted: bool) {
+        let channel = keys::group_channel(hub, group);
         let changed = {
             let mut i = self.interest.lock();
-            let e = i.entry(channel.clone()).or_default();
+            let e = i.entry(channel.clone()).or_insert_with(|| Interest {
+                group: Some((hub.to_string(), group.to_string())),
+                seen: (worker::now_ms(), 0),
+                ..Interest::default()
+            });
             let changed = e.wanted != wanted;
             e.wanted = wanted;
             changed
@@ -263,59 +263,9 @@ impl RedisBroker {
     }
 
     fn presence(&self, cmds: Vec<redis::Cmd>) {
-        if self.ready.load(Ordering::Relaxed) {
+        if self.accepting() {
             self.queue(Job::Presence(cmds));
         }
-    }
-
-    /// Presence writes announcing a connection.
-    pub(crate) fn connection_presence(&self, conn: &Connection) -> Vec<redis::Cmd> {
-        let me = self.presence_name();
-        let roles = serde_json::to_string(&conn.roles.lock().to_claims()).unwrap_or_default();
-        let value = format!("{me}\n{}\n{roles}", conn.user_id.as_deref().unwrap_or(""));
-        let mut cmds = vec![
-            redis::cmd("HSET")
-                .arg(keys::connections(&conn.hub))
-                .arg(&*conn.id)
-                .arg(&value)
-                .to_owned(),
-        ];
-        if let Some(u) = &conn.user_id {
-            cmds.push(
-                redis::cmd("HSET")
-                    .arg(keys::user(&conn.hub, u))
-                    .arg(&*conn.id)
-                    .arg(&me)
-                    .to_owned(),
-            );
-        }
-        cmds
-    }
-
-    /// Removes a presence entry only if this node wrote it: a session resumed elsewhere
-    /// keeps the entry its new node wrote.
-    fn forget(&self, key: String, conn_id: &str) -> redis::Cmd {
-        redis::cmd("EVAL")
-            .arg(FORGET)
-            .arg(1)
-            .arg(key)
-            .arg(conn_id)
-            .arg(format!("{}#", self.settings.node_id))
-            .to_owned()
-    }
-
-    /// The presence write announcing a group member.
-    pub(crate) fn member_presence(&self, hub: &str, conn: &Connection, group: &str) -> redis::Cmd {
-        let value = format!(
-            "{}\n{}",
-            self.presence_name(),
-            conn.user_id.as_deref().unwrap_or("")
-        );
-        redis::cmd("HSET")
-            .arg(keys::members(hub, group))
-            .arg(&*conn.id)
-            .arg(value)
-            .to_owned()
     }
 }
 
@@ -334,10 +284,10 @@ impl Membership for RedisBroker {
 
     fn member_added(&self, hub: &str, conn: &Connection, group: &str, first: bool) {
         if first {
-            self.want(keys::group_channel(hub, group), true);
+            self.want(hub, group, true);
         }
         self.presence(vec![self.member_presence(hub, conn, group)]);
-        if conn.protocol.is_reliable() && self.is_ready() {
+        if conn.protocol.is_reliable() && self.accepting() {
             self.queue(Job::SessionJoined {
                 hub: hub.to_string(),
                 conn: conn.id.to_string(),
@@ -352,11 +302,11 @@ impl Membership for RedisBroker {
 
     fn member_removed(&self, hub: &str, conn: &Connection, group: &str, last: bool) {
         if last {
-            self.want(keys::group_channel(hub, group), false);
+            self.want(hub, group, false);
         }
         self.presence(vec![self.forget(keys::members(hub, group), &conn.id)]);
         // A closing session keeps its groups: another node may resume it.
-        if conn.protocol.is_reliable() && !conn.is_closing() && self.is_ready() {
+        if conn.protocol.is_reliable() && !conn.is_closing() && self.accepting() {
             self.queue(Job::SessionLeft {
                 conn: conn.id.to_string(),
                 group: group.to_string(),
@@ -387,51 +337,62 @@ impl Broker for RedisBroker {
         scope: Scope,
         d: Arc<Delivery>,
     ) -> FanOut {
-        let message = |target: Target, scope: Scope| {
+        let message = |target: Target, scope: Scope, published| {
             Body::Message(Message {
                 target,
                 scope,
                 frame: d.json_frame.as_str().to_string(),
                 payload: d.payload.clone(),
+                published,
             })
         };
+        let deliver =
+            || local.map_or_else(FanOut::default, |h| deliver_local(h, &target, &scope, &d));
         if let Target::Group(group) = &target {
-            // The group's messages come back through Redis in history order; only when
-            // Redis is out of reach are local members served directly.
-            if self.is_ready() {
-                let job = Job::Group {
-                    hub: hub.to_string(),
-                    group: group.clone(),
-                    bytes: self.envelope(hub, message(target.clone(), scope.clone())),
-                    local: local.map(|h| (h.clone(), scope.clone(), d.clone())),
-                };
-                if self.queue(job) {
-                    return FanOut::default();
-                }
-            } else {
+            // Numbered, delivered here and queued under one lock, so the members here and the
+            // history get this node's messages to the group in the same order.
+            let _order = self.order[shard_of(hub, group)].lock();
+            let seq = self.published.fetch_add(1, Ordering::Relaxed) + 1;
+            let _ = d.published.set(Published {
+                group: Arc::from(group.as_str()),
+                origin: self.origin,
+                seq,
+            });
+            let out = deliver();
+            if !self.accepting() {
                 metrics::global().cluster_drop("redis_down");
+                return out;
             }
-            return local.map_or_else(FanOut::default, |h| deliver_local(h, &target, &scope, &d));
-        }
-        let out = local.map_or_else(FanOut::default, |h| deliver_local(h, &target, &scope, &d));
-        if !self.is_ready() {
-            metrics::global().cluster_drop("redis_down");
+            let bytes = self.envelope(
+                hub,
+                message(target.clone(), scope.clone(), Some((self.origin, seq))),
+            );
+            self.queue(Job::Group {
+                hub: hub.to_string(),
+                group: group.clone(),
+                bytes,
+            });
             return out;
         }
+        let out = deliver();
         let job = match &target {
             Target::Connection(id) if local.is_some_and(|h| h.connection(id).is_some()) => {
+                return out;
+            }
+            _ if !self.accepting() => {
+                metrics::global().cluster_drop("redis_down");
                 return out;
             }
             Target::Connection(id) => Job::Direct {
                 hub: hub.to_string(),
                 conn: id.clone(),
                 d: d.clone(),
-                bytes: self.envelope(hub, message(target.clone(), scope)),
+                bytes: self.envelope(hub, message(target.clone(), scope, None)),
             },
             _ => Job::Fanout {
                 hub: hub.to_string(),
                 target: target.clone(),
-                bytes: self.envelope(hub, message(target.clone(), scope.clone())),
+                bytes: self.envelope(hub, message(target.clone(), scope.clone(), None)),
                 scope,
                 d: d.clone(),
             },
@@ -441,7 +402,7 @@ impl Broker for RedisBroker {
     }
 
     fn command(&self, hub: &str, cmd: Command) {
-        if !self.is_ready() {
+        if !self.accepting() {
             metrics::global().cluster_drop("redis_down");
             return;
         }
@@ -534,13 +495,9 @@ impl Broker for RedisBroker {
         };
         use redis::AsyncCommands;
         let members = c.smembers::<_, Vec<String>>(keys::user_groups(hub, user));
-        match tokio::time::timeout(Duration::from_secs(1), members).await {
-            Ok(Ok(groups)) => groups,
-            _ => {
-                metrics::global().redis_errors.inc();
-                Vec::new()
-            }
-        }
+        self.guarded(Duration::from_secs(1), members)
+            .await
+            .unwrap_or_default()
     }
 
     fn sessions(&self) -> Option<&dyn SessionStore> {
@@ -562,4 +519,11 @@ impl Broker for RedisBroker {
             let _ = tokio::time::timeout(Duration::from_millis(500), gone).await;
         }
     }
+}
+
+/// Which order lock a group's messages take.
+fn shard_of(hub: &str, group: &str) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one((hub, group));
+    (hash % ORDER_LOCKS as u64) as usize
 }

@@ -1,13 +1,79 @@
-//! Cluster-wide answers from presence: whether a connection or user is online on a live
-//! node, and who is in a group. Entries of dead node incarnations are ignored (and removed).
+//! Presence: the writes announcing this node's connections and group members, and the
+//! cluster-wide answers from them: whether a connection or user is online on a live node, and
+//! who is in a group. Entries of dead node incarnations are ignored (and removed).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use redis::AsyncCommands;
 
 use super::{RedisBroker, keys};
 use crate::cluster::Member;
-use crate::metrics;
+use crate::registry::Connection;
+
+/// Longest a presence question waits for Redis (a REST call waits on it).
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Deletes a hash field whose value starts with ARGV[2] (this node's name).
+const FORGET: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+";
+
+impl RedisBroker {
+    /// Presence writes announcing a connection.
+    pub(crate) fn connection_presence(&self, conn: &Connection) -> Vec<redis::Cmd> {
+        let me = self.presence_name();
+        let roles = serde_json::to_string(&conn.roles.lock().to_claims()).unwrap_or_default();
+        let value = format!("{me}\n{}\n{roles}", conn.user_id.as_deref().unwrap_or(""));
+        let mut cmds = vec![
+            redis::cmd("HSET")
+                .arg(keys::connections(&conn.hub))
+                .arg(&*conn.id)
+                .arg(&value)
+                .to_owned(),
+        ];
+        if let Some(u) = &conn.user_id {
+            cmds.push(
+                redis::cmd("HSET")
+                    .arg(keys::user(&conn.hub, u))
+                    .arg(&*conn.id)
+                    .arg(&me)
+                    .to_owned(),
+            );
+        }
+        cmds
+    }
+
+    /// Removes a presence entry only if this node wrote it: a session resumed elsewhere
+    /// keeps the entry its new node wrote.
+    pub(crate) fn forget(&self, key: String, conn_id: &str) -> redis::Cmd {
+        redis::cmd("EVAL")
+            .arg(FORGET)
+            .arg(1)
+            .arg(key)
+            .arg(conn_id)
+            .arg(format!("{}#", self.settings.node_id))
+            .to_owned()
+    }
+
+    /// The presence write announcing a group member.
+    pub(crate) fn member_presence(&self, hub: &str, conn: &Connection, group: &str) -> redis::Cmd {
+        let value = format!(
+            "{}\n{}",
+            self.presence_name(),
+            conn.user_id.as_deref().unwrap_or("")
+        );
+        redis::cmd("HSET")
+            .arg(keys::members(hub, group))
+            .arg(&*conn.id)
+            .arg(value)
+            .to_owned()
+    }
+}
 
 /// The live node incarnation of a presence value `node#epoch\nuser`.
 fn node_of(value: &str) -> &str {
@@ -20,7 +86,8 @@ pub(crate) async fn is_alive(broker: &RedisBroker, conn: &mut super::Conn, node:
     if broker.alive.read().contains(node) {
         return true;
     }
-    let score: Option<u64> = conn.zscore(keys::nodes(), node).await.unwrap_or(None);
+    let score = conn.zscore::<_, _, Option<u64>>(keys::nodes(), node);
+    let score = broker.guarded(LOOKUP_TIMEOUT, score).await.flatten();
     let ttl = broker.settings.presence_ttl.as_millis() as u64;
     let alive = score.is_some_and(|s| s + ttl > super::worker::now_ms());
     if alive {
@@ -32,14 +99,8 @@ pub(crate) async fn is_alive(broker: &RedisBroker, conn: &mut super::Conn, node:
 /// A connection's presence entry (`node#epoch\nuser\nroles`), if its node is alive.
 pub(crate) async fn connection_entry(broker: &RedisBroker, hub: &str, id: &str) -> Option<String> {
     let mut conn = broker.conn()?;
-    let v: Option<String> = match conn.hget(keys::connections(hub), id).await {
-        Ok(v) => v,
-        Err(_) => {
-            metrics::global().redis_errors.inc();
-            return None;
-        }
-    };
-    let v = v?;
+    let entry = conn.hget::<_, _, Option<String>>(keys::connections(hub), id);
+    let v = broker.guarded(LOOKUP_TIMEOUT, entry).await??;
     let node = node_of(&v).to_string();
     is_alive(broker, &mut conn, &node).await.then_some(v)
 }
@@ -73,12 +134,9 @@ async fn live_entries(
     let Some(mut conn) = broker.conn() else {
         return Vec::new().into_iter();
     };
-    let all: HashMap<String, String> = match conn.hgetall(key).await {
-        Ok(v) => v,
-        Err(_) => {
-            metrics::global().redis_errors.inc();
-            return Vec::new().into_iter();
-        }
+    let all = conn.hgetall::<_, HashMap<String, String>>(key);
+    let Some(all) = broker.guarded(LOOKUP_TIMEOUT, all).await else {
+        return Vec::new().into_iter();
     };
     let mut verdict: HashMap<String, bool> = HashMap::new();
     let (mut live, mut dead) = (Vec::new(), Vec::new());

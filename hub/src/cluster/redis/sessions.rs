@@ -10,12 +10,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::worker::parse_id;
+use super::jobs::Job;
+use super::receive::{delivery_of, history_entry, id_string, parse_id};
 use super::{RedisBroker, keys};
-use crate::cluster::envelope::{Body, Envelope};
-use crate::cluster::{Command, Resumable, Scope, SessionRecord, SessionStore, Target, token_hash};
+use crate::cluster::{
+    Command, Progress, Resumable, Scope, SessionRecord, SessionStore, token_hash,
+};
 use crate::metrics;
-use crate::registry::{Delivery, Position};
+use crate::registry::Delivery;
 
 /// Clears the owning node if it is still ARGV[1]; returns the session's incarnation, hub and
 /// user then (nothing otherwise).
@@ -75,13 +77,43 @@ end
 return redis.call('HGETALL', KEYS[3])
 ";
 
-/// Stamps the record with this node's new incarnation (ARGV[2]) if node ARGV[1] holds it.
-const REHOLD: &str = r"
-if redis.call('HGET', KEYS[1], 'node') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'inc', ARGV[2])
-  return redis.call('HMGET', KEYS[1], 'hub', 'user')
+/// Writes a session again, whole (KEYS: record, frames), unless another node than ARGV[1]
+/// holds it. ARGV: node, incarnation, TTL in seconds, hub, user, roles, token hash, last
+/// sequence id; then the number of positions and published numbers and their field/value
+/// pairs; then the number of groups without a position and their names (kept where known,
+/// else replayed from the start); then the unacknowledged frames. Fields of groups the
+/// session is no longer in are removed. Returns 1 if written.
+const REWRITE: &str = r"
+local node = redis.call('HGET', KEYS[1], 'node')
+if node and node ~= '' and node ~= ARGV[1] then return 0 end
+local i = 9
+local set = {}
+for _ = 1, tonumber(ARGV[i]) do
+  set[ARGV[i + 1]] = ARGV[i + 2]
+  i = i + 2
 end
-return {}
+i = i + 1
+local unplaced = {}
+for _ = 1, tonumber(ARGV[i]) do
+  unplaced['g:' .. ARGV[i + 1]] = true
+  i = i + 1
+end
+i = i + 1
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local kind = string.sub(f, 1, 2)
+  if (kind == 'g:' or kind == 'o:') and not set[f] and not unplaced[f] then
+    redis.call('HDEL', KEYS[1], f)
+  end
+end
+redis.call('HSET', KEYS[1], 'hub', ARGV[4], 'user', ARGV[5], 'roles', ARGV[6],
+  'token', ARGV[7], 'node', ARGV[1], 'inc', ARGV[2], 'seq', ARGV[8])
+for f, v in pairs(set) do redis.call('HSET', KEYS[1], f, v) end
+for f, _ in pairs(unplaced) do redis.call('HSETNX', KEYS[1], f, '0-0') end
+redis.call('DEL', KEYS[2])
+if #ARGV >= i then redis.call('RPUSH', KEYS[2], unpack(ARGV, i)) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
 ";
 
 /// Deletes a session (record and frames) if ARGV[1] holds it.
@@ -92,24 +124,13 @@ end
 return 0
 ";
 
-/// Longest a session write may hold up its connection's writes.
+/// Longest a session's write holds up its socket: past it the frames go out anyway (the
+/// write is on its way and lands after them), so a slow or hung Redis never stalls a client.
+const SOCKET_WAIT: Duration = Duration::from_millis(25);
+/// Longest any other session operation waits for Redis.
 const WRITE_TIMEOUT: Duration = Duration::from_millis(500);
-/// Most history entries replayed per group on resumption.
-const REPLAY_MAX: usize = 1000;
-
-fn failed<T>(r: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Option<T> {
-    match r {
-        Ok(Ok(v)) => Some(v),
-        _ => {
-            metrics::global().redis_errors.inc();
-            None
-        }
-    }
-}
-
-fn id_string((ms, seq): (u64, u64)) -> String {
-    format!("{ms}-{seq}")
-}
+/// Most history entries replayed per group on resumption (or read in a catch-up).
+pub(crate) const REPLAY_MAX: usize = 1000;
 
 #[async_trait]
 impl SessionStore for RedisBroker {
@@ -136,40 +157,83 @@ impl SessionStore for RedisBroker {
             .expire(&key, ttl as i64)
             .ignore()
             .to_owned();
-        failed(tokio::time::timeout(WRITE_TIMEOUT, p.exec_async(&mut c)).await);
+        self.guarded(WRITE_TIMEOUT, p.exec_async(&mut c)).await;
         self.hold(&mut c, conn, &record.hub, record.user.as_deref())
             .await;
     }
 
-    async fn append(
-        &self,
-        conn: &str,
-        frames: &[(u64, String)],
-        positions: &[(Arc<str>, (u64, u64))],
-    ) {
+    async fn append(&self, conn: &str, progress: &Progress) {
         let Some(mut c) = self.conn() else { return };
         let ttl = self.settings.session_ttl.as_secs() as i64;
         let buf = keys::session_frames(conn);
         let meta = keys::session(conn);
         let mut p = redis::pipe();
-        if !frames.is_empty() {
-            let items: Vec<String> = frames.iter().map(|(s, f)| format!("{s}\n{f}")).collect();
+        if progress.acked > 0 {
+            p.ltrim(&buf, progress.acked as isize, -1).ignore();
+        }
+        if !progress.frames.is_empty() {
+            let items: Vec<String> = progress
+                .frames
+                .iter()
+                .map(|(s, f)| format!("{s}\n{f}"))
+                .collect();
             p.rpush(&buf, items).ignore().expire(&buf, ttl).ignore();
         }
-        if let Some((last, _)) = frames.last() {
+        if let Some((last, _)) = progress.frames.last() {
             p.hset(&meta, "seq", *last).ignore();
         }
-        for (g, id) in positions {
+        for (g, id) in &progress.positions {
             p.hset(&meta, format!("g:{g}"), id_string(*id)).ignore();
         }
+        for (g, n) in &progress.published {
+            p.hset(&meta, format!("o:{g}"), id_string(*n)).ignore();
+        }
         p.expire(&meta, ttl).ignore();
-        failed(tokio::time::timeout(WRITE_TIMEOUT, p.exec_async(&mut c)).await);
+        self.before_socket(SOCKET_WAIT, p.exec_async(&mut c)).await;
     }
 
-    async fn trim(&self, conn: &str, count: usize) {
+    async fn rewrite(&self, conn: &str, whole: &Resumable) {
         let Some(mut c) = self.conn() else { return };
-        let r = c.ltrim::<_, ()>(keys::session_frames(conn), count as isize, -1);
-        failed(tokio::time::timeout(WRITE_TIMEOUT, r).await);
+        let r = &whole.record;
+        let mut set: Vec<(String, String)> = Vec::new();
+        let mut unplaced = Vec::new();
+        for (g, pos) in &whole.groups {
+            match pos {
+                Some(id) => set.push((format!("g:{g}"), id_string(*id))),
+                None => unplaced.push(g.as_str()),
+            }
+        }
+        for (g, n) in &whole.published {
+            set.push((format!("o:{g}"), id_string(*n)));
+        }
+        let script = redis::Script::new(REWRITE);
+        let mut call = script.key(keys::session(conn));
+        call.key(keys::session_frames(conn))
+            .arg(&self.settings.node_id)
+            .arg(self.presence_name())
+            .arg(self.settings.session_ttl.as_secs().max(1))
+            .arg(&r.hub)
+            .arg(r.user.as_deref().unwrap_or(""))
+            .arg(serde_json::to_string(&r.roles).unwrap_or_default())
+            .arg(&r.token_hash)
+            .arg(whole.last_sequence_id)
+            .arg(set.len());
+        for (f, v) in &set {
+            call.arg(f).arg(v);
+        }
+        call.arg(unplaced.len());
+        for g in unplaced {
+            call.arg(g);
+        }
+        for (seq, frame) in &whole.frames {
+            call.arg(format!("{seq}\n{frame}"));
+        }
+        let written = self
+            .guarded(WRITE_TIMEOUT, call.invoke_async::<i64>(&mut c))
+            .await;
+        if written == Some(1) {
+            self.hold(&mut c, conn, &r.hub, r.user.as_deref()).await;
+        }
     }
 
     async fn joined(&self, hub: &str, conn: &str, group: &str) {
@@ -181,25 +245,25 @@ impl SessionStore for RedisBroker {
             "-",
             1,
         );
-        let id = match failed(tokio::time::timeout(WRITE_TIMEOUT, last).await) {
+        let id = match self.guarded(WRITE_TIMEOUT, last).await {
             Some(r) => r.ids.first().map_or("0-0".to_string(), |e| e.id.clone()),
             None => return,
         };
         let r = c.hset_nx::<_, _, _, ()>(keys::session(conn), format!("g:{group}"), id);
-        failed(tokio::time::timeout(WRITE_TIMEOUT, r).await);
+        self.guarded(WRITE_TIMEOUT, r).await;
     }
 
     async fn left(&self, conn: &str, group: &str) {
         let Some(mut c) = self.conn() else { return };
         let r = c.hdel::<_, _, ()>(keys::session(conn), format!("g:{group}"));
-        failed(tokio::time::timeout(WRITE_TIMEOUT, r).await);
+        self.guarded(WRITE_TIMEOUT, r).await;
     }
 
     async fn claim(&self, hub: &str, conn: &str, token: &str) -> Option<Resumable> {
         let mut c = self.conn()?;
         let meta = keys::session(conn);
         let mut fields: HashMap<String, String> =
-            failed(tokio::time::timeout(WRITE_TIMEOUT, c.hgetall(&meta)).await)?;
+            self.guarded(WRITE_TIMEOUT, c.hgetall(&meta)).await?;
         let record = SessionRecord {
             hub: fields.remove("hub")?,
             user: fields.remove("user").filter(|u| !u.is_empty()),
@@ -220,11 +284,10 @@ impl SessionStore for RedisBroker {
             ("inc", self.presence_name()),
         ];
         let claimed = c.hset_multiple::<_, _, _, ()>(&meta, &mine);
-        failed(tokio::time::timeout(WRITE_TIMEOUT, claimed).await)?;
+        self.guarded(WRITE_TIMEOUT, claimed).await?;
         self.hold(&mut c, conn, hub, record.user.as_deref()).await;
-        let raw: Vec<String> = failed(
-            tokio::time::timeout(WRITE_TIMEOUT, c.lrange(keys::session_frames(conn), 0, -1)).await,
-        )?;
+        let frames = c.lrange(keys::session_frames(conn), 0, -1);
+        let raw: Vec<String> = self.guarded(WRITE_TIMEOUT, frames).await?;
         let frames = raw
             .into_iter()
             .filter_map(|e| {
@@ -236,12 +299,17 @@ impl SessionStore for RedisBroker {
             .iter()
             .filter_map(|(k, v)| Some((k.strip_prefix("g:")?.to_string(), parse_id(v.as_bytes()))))
             .collect();
+        let published = fields
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("o:")?.to_string(), parse_id(v.as_bytes())?)))
+            .collect();
         let last_sequence_id = fields.get("seq").and_then(|s| s.parse().ok()).unwrap_or(0);
         Some(Resumable {
             record,
             groups,
             frames,
             last_sequence_id,
+            published,
         })
     }
 
@@ -251,6 +319,13 @@ impl SessionStore for RedisBroker {
         group: &str,
         after: (u64, u64),
     ) -> Vec<(Arc<Delivery>, Scope)> {
+        // This node delivers its own group messages to its members at once and skips them
+        // when they come back from Redis: one it sent before the resumed session registered
+        // here reaches the session only through the history, so the history must hold it.
+        let (done, passed_on) = tokio::sync::oneshot::channel();
+        if self.queue(Job::Barrier(done)) {
+            let _ = tokio::time::timeout(WRITE_TIMEOUT * 4, passed_on).await;
+        }
         let Some(mut c) = self.conn() else {
             return Vec::new();
         };
@@ -261,34 +336,18 @@ impl SessionStore for RedisBroker {
             "+",
             REPLAY_MAX,
         );
-        let Some(reply) = failed(tokio::time::timeout(WRITE_TIMEOUT * 4, r).await) else {
+        let Some(reply) = self.guarded(WRITE_TIMEOUT * 4, r).await else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        for entry in reply.ids {
-            let Some(id) = parse_id(entry.id.as_bytes()) else {
-                continue;
-            };
-            let Some(redis::Value::BulkString(bytes)) = entry.map.get("m") else {
-                continue;
-            };
-            let Ok(Envelope {
-                body: Body::Message(m),
-                ..
-            }) = Envelope::decode(bytes)
-            else {
-                continue;
-            };
-            if m.target != Target::Group(group.to_string()) {
-                continue;
-            }
-            let pos = Position {
-                group: Arc::from(group),
-                id,
-            };
-            out.push((Delivery::from_parts(m.frame, m.payload, Some(pos)), m.scope));
-        }
-        out
+        reply
+            .ids
+            .iter()
+            .filter_map(|e| history_entry(e, group))
+            .map(|(id, m)| {
+                let (_, scope, d) = delivery_of(m, Some(id));
+                (d, scope)
+            })
+            .collect()
     }
 
     async fn release(&self, conn: &str) {
@@ -298,7 +357,7 @@ impl SessionStore for RedisBroker {
         let mut call = script.key(keys::session(conn));
         call.arg(&self.settings.node_id);
         let r = call.invoke_async::<Vec<String>>(&mut c);
-        let Some(released) = failed(tokio::time::timeout(WRITE_TIMEOUT, r).await) else {
+        let Some(released) = self.guarded(WRITE_TIMEOUT, r).await else {
             return;
         };
         let [inc, hub, user] = released.as_slice() else {
@@ -312,7 +371,7 @@ impl SessionStore for RedisBroker {
             .hset(keys::detached_sessions(), conn, value)
             .ignore()
             .to_owned();
-        failed(tokio::time::timeout(WRITE_TIMEOUT, p.exec_async(&mut c)).await);
+        self.guarded(WRITE_TIMEOUT, p.exec_async(&mut c)).await;
     }
 
     async fn remove(&self, conn: &str) {
@@ -323,7 +382,7 @@ impl SessionStore for RedisBroker {
         call.key(keys::session_frames(conn))
             .arg(&self.settings.node_id);
         let r = call.invoke_async::<i64>(&mut c);
-        if failed(tokio::time::timeout(WRITE_TIMEOUT, r).await).is_some_and(|n| n > 0) {
+        if self.guarded(WRITE_TIMEOUT, r).await.is_some_and(|n| n > 0) {
             self.unindex(&mut c, conn).await;
         }
     }
@@ -352,22 +411,7 @@ impl RedisBroker {
             .hdel(keys::detached_sessions(), conn)
             .ignore()
             .to_owned();
-        failed(tokio::time::timeout(WRITE_TIMEOUT, p.exec_async(c)).await);
-    }
-
-    /// After an outage (a new incarnation of this node): the sessions it serves are held by
-    /// the new incarnation, so the old one's death does not detach them.
-    pub(crate) async fn rehold(&self, c: &mut super::Conn, conn: &crate::registry::Connection) {
-        let script = redis::Script::new(REHOLD);
-        let mut call = script.key(keys::session(&conn.id));
-        call.arg(&self.settings.node_id).arg(self.presence_name());
-        let r = call.invoke_async::<Vec<Option<String>>>(c);
-        if let Some([Some(hub), user]) =
-            failed(tokio::time::timeout(WRITE_TIMEOUT, r).await).as_deref()
-        {
-            self.hold(c, &conn.id, hub, user.as_deref().filter(|u| !u.is_empty()))
-                .await;
-        }
+        self.guarded(WRITE_TIMEOUT, p.exec_async(c)).await;
     }
 
     /// Forgets a session in the held and detached sets.
@@ -378,7 +422,7 @@ impl RedisBroker {
             .hdel(keys::detached_sessions(), conn)
             .ignore()
             .to_owned();
-        failed(tokio::time::timeout(WRITE_TIMEOUT, p.exec_async(c)).await);
+        self.guarded(WRITE_TIMEOUT, p.exec_async(c)).await;
     }
 
     /// Appends a message for each session `(conn, dead)` no live node serves: its record

@@ -1,6 +1,6 @@
-//! The broker's tasks: the worker that owns every write to Redis (connect with backoff,
-//! heartbeat, resynchronize after an outage, run queued jobs in order) and the receiver that
-//! turns pushes from other nodes into local deliveries and commands.
+//! The broker's tasks: the worker that connects (with backoff) and runs queued jobs in order,
+//! the watchdog that heartbeats (and notices an unresponsive Redis), and the resynchronization
+//! that ends an outage. The receiver is in `receive`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -8,30 +8,25 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::conn::{Conn, PUSH_QUEUE, PushSink, message_of, shard_unsubscribed};
-use super::sessions::Kept;
-use super::{Detached, Job, RedisBroker, keys};
-use crate::cluster::envelope::{Body, Envelope};
-use crate::cluster::{Scope, Target, deliver_local};
+use super::conn::{Conn, PUSH_QUEUE, PushSink};
+use super::health::heartbeat_timeout;
+use super::jobs::{Job, drop_job, run_job};
+use super::receive::{self, Ask};
+use super::{Detached, RedisBroker, keys};
 use crate::metrics;
-use crate::registry::{Delivery, Position};
-
-/// Most detached sessions written in one pipeline.
-const DETACHED_BATCH: usize = 256;
 
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Group publish: append to the capped history, then publish `id message` on the channel.
-const GROUP_PUBLISH: &str = r"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call(ARGV[4], ARGV[5], id .. ' ' .. ARGV[2])
-return id
-";
+/// Most presence writes sent in one pipeline when this node's presence is written again.
+const PRESENCE_BATCH: usize = 512;
+
+/// Longest a resynchronization may take before it is given up (and tried again).
+const RESYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -40,17 +35,23 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// Runs until shutdown.
+/// Runs until the process ends.
 pub(crate) async fn run(
     broker: Arc<RedisBroker>,
     jobs: flume::Receiver<Job>,
     shutdown: CancellationToken,
 ) {
-    let (push_tx, push_rx) = tokio::sync::mpsc::channel(PUSH_QUEUE);
-    tokio::spawn(receive(broker.clone(), push_rx, shutdown.clone()));
+    let (push_tx, push_rx) = mpsc::channel(PUSH_QUEUE);
+    let (asks, asked) = mpsc::unbounded_channel();
+    tokio::spawn(receive::receive(
+        broker.clone(),
+        push_rx,
+        asked,
+        shutdown.clone(),
+    ));
     let sink = PushSink(push_tx);
     let mut backoff = Duration::from_millis(50);
-    let conn = loop {
+    let mut conn = loop {
         match Conn::connect(&broker.settings.urls, broker.settings.cluster, sink.clone()).await {
             Ok(c) => break c,
             Err(e) => {
@@ -66,107 +67,132 @@ pub(crate) async fn run(
         backoff = (backoff * 2).min(MAX_BACKOFF);
     };
     *broker.conn.write() = Some(conn.clone());
-    let mut conn = conn;
-    let mut tick = tokio::time::interval(broker.settings.heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::spawn(watch(broker.clone(), conn.clone(), asks.clone()));
     // A draining node still passes on what its last requests and sessions publish: the
     // worker runs until the process ends (`flush` waits for it on the way out).
-    loop {
-        tokio::select! {
-            _ = tick.tick() => heartbeat(&broker, &mut conn).await,
-            job = jobs.recv_async() => {
-                let Ok(job) = job else { break };
-                if broker.ready.load(Ordering::Relaxed) {
-                    run_job(&broker, &mut conn, job).await;
-                } else {
-                    fallback(job);
-                }
-                broker.pending.fetch_sub(1, Ordering::Relaxed);
+    while let Ok(job) = jobs.recv_async().await {
+        match job {
+            Job::Resync => resync(&broker, &mut conn, &asks).await,
+            Job::Barrier(done) => {
+                let _ = done.send(());
             }
+            job if broker.ready.load(Ordering::SeqCst) => run_job(&broker, &mut conn, job).await,
+            job => drop_job(&job),
         }
-    }
-}
-
-/// While Redis is out of reach: serve queued group messages locally, drop the rest.
-fn drain_locally(broker: &RedisBroker, jobs: &flume::Receiver<Job>) {
-    while let Ok(job) = jobs.try_recv() {
-        fallback(job);
         broker.pending.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-fn fallback(job: Job) {
-    match job {
-        Job::Group {
-            group,
-            local: Some((hub, scope, d)),
-            ..
-        } => {
-            deliver_local(&hub, &Target::Group(group), &scope, &d);
-        }
-        Job::Sync(_) | Job::Presence(_) => {}
-        _ => metrics::global().cluster_drop("redis_down"),
+/// While Redis is out of reach before the first connection: drop what is queued.
+fn drain_locally(broker: &RedisBroker, jobs: &flume::Receiver<Job>) {
+    while let Ok(job) = jobs.try_recv() {
+        drop_job(&job);
+        broker.pending.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-async fn heartbeat(broker: &Arc<RedisBroker>, conn: &mut Conn) {
-    let was_ready = broker.ready.load(Ordering::Relaxed);
-    if !was_ready {
-        // A new incarnation: whatever this node wrote before the outage stops counting.
-        broker.epoch.fetch_add(1, Ordering::Relaxed);
+/// Heartbeats while Redis is reachable (losing it when a beat goes unanswered), and while it
+/// is not, asks it for a sign of life and queues a resynchronization at the first one. Runs
+/// beside the worker, so a slow job never delays noticing an outage.
+async fn watch(broker: Arc<RedisBroker>, mut conn: Conn, asks: mpsc::UnboundedSender<Ask>) {
+    let interval = broker.settings.heartbeat;
+    let limit = heartbeat_timeout(interval);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if broker.ready.load(Ordering::SeqCst) {
+            match tokio::time::timeout(limit, heartbeat(&broker, &mut conn)).await {
+                Ok(Ok(numbers)) => {
+                    broker.slow.store(false, Ordering::Relaxed);
+                    let _ = asks.send(Ask::Numbers(numbers));
+                }
+                Ok(Err(e)) => {
+                    metrics::global().redis_errors.inc();
+                    broker.lost(&e);
+                }
+                Err(_) => {
+                    metrics::global().redis_errors.inc();
+                    broker.lost(&format_args!("no answer to a heartbeat within {limit:?}"));
+                }
+            }
+        } else if !broker.resyncing.load(Ordering::SeqCst) {
+            let ping = redis::cmd("PING");
+            let answer = tokio::time::timeout(limit, ping.query_async::<()>(&mut conn)).await;
+            if matches!(answer, Ok(Ok(()))) {
+                broker.resyncing.store(true, Ordering::SeqCst);
+                if !broker.queue(Job::Resync) {
+                    broker.resyncing.store(false, Ordering::SeqCst);
+                }
+            } else {
+                metrics::global().redis_errors.inc();
+            }
+        }
     }
+}
+
+/// One heartbeat: this incarnation is alive; which others are; the detached sessions.
+/// Answers every node's latest numbers.
+async fn heartbeat(
+    broker: &RedisBroker,
+    conn: &mut Conn,
+) -> redis::RedisResult<HashMap<String, String>> {
+    let started = std::time::Instant::now();
+    let Beat {
+        alive,
+        detached,
+        numbers,
+    } = beat(broker, conn).await?;
+    metrics::global().redis_round_trip(started.elapsed());
+    // A node incarnation gone since the last beat: its reliable sessions are detached now,
+    // before this node (or anyone asking it) counts that node dead.
+    let vanished = broker.alive.read().iter().any(|n| !alive.contains(n));
+    let detached = if vanished {
+        broker.sweep(conn).await?
+    } else {
+        detached
+    };
+    refresh_detached(broker, conn, detached).await;
+    *broker.alive.write() = alive;
+    Ok(numbers)
+}
+
+/// What a heartbeat learns.
+struct Beat {
+    /// Live node incarnations.
+    alive: HashSet<String>,
+    /// Detached sessions (`keys::detached_sessions`).
+    detached: HashMap<String, String>,
+    /// Every node's latest numbers (`keys::numbers`).
+    numbers: HashMap<String, String>,
+}
+
+/// Writes this incarnation's heartbeat and the latest numbers of its messages.
+async fn beat(broker: &RedisBroker, conn: &mut Conn) -> redis::RedisResult<Beat> {
     let now = now_ms();
     let ttl = broker.settings.presence_ttl.as_millis() as u64;
-    let started = std::time::Instant::now();
-    type Beat = (Vec<String>, HashMap<String, String>);
-    let result: redis::RedisResult<Beat> = redis::pipe()
-        .zadd(keys::nodes(), broker.presence_name(), now)
+    let mut p = redis::pipe();
+    p.zadd(keys::nodes(), broker.presence_name(), now)
         .ignore()
         .zrembyscore(keys::nodes(), 0, now.saturating_sub(ttl * 10))
-        .ignore()
+        .ignore();
+    let numbers = broker.numbers();
+    if !numbers.is_empty() {
+        p.hset_multiple(keys::numbers(), &numbers).ignore();
+    }
+    // Gone with the last node.
+    p.pexpire(keys::numbers(), (ttl * 10) as i64).ignore();
+    let (alive, detached, numbers): (Vec<String>, _, _) = p
         .zrangebyscore(keys::nodes(), now.saturating_sub(ttl), "+inf")
         .hgetall(keys::detached_sessions())
+        .hgetall(keys::numbers())
         .query_async(conn)
-        .await;
-    match result {
-        Ok((alive, mut detached)) => {
-            metrics::global().redis_round_trip(started.elapsed());
-            let alive: HashSet<String> = alive.into_iter().collect();
-            if !was_ready && resync(broker, conn).await.is_err() {
-                return;
-            }
-            // A node incarnation gone since the last beat: its reliable sessions are
-            // detached now, before this node (or anyone asking it) counts that node dead.
-            let vanished = !was_ready || broker.alive.read().iter().any(|n| !alive.contains(n));
-            if vanished {
-                match broker.sweep(conn).await {
-                    Ok(d) => detached = d,
-                    Err(_) => {
-                        metrics::global().redis_errors.inc();
-                    }
-                }
-            }
-            refresh_detached(broker, conn, detached).await;
-            *broker.alive.write() = alive;
-            if !was_ready {
-                broker.ready.store(true, Ordering::Relaxed);
-                metrics::global().redis_health(true);
-                metrics::global().redis_recoveries.inc();
-                info!(node = %broker.presence_name(), "Redis reachable; cluster mode on");
-            }
-        }
-        Err(e) => {
-            metrics::global().redis_errors.inc();
-            if was_ready {
-                warn!(error = %e, "lost Redis; serving local connections only");
-                broker.ready.store(false, Ordering::Relaxed);
-                metrics::global().redis_health(false);
-                for i in broker.interest.lock().values_mut() {
-                    i.subscribed = false;
-                }
-            }
-        }
-    }
+        .await?;
+    Ok(Beat {
+        alive: alive.into_iter().collect(),
+        detached,
+        numbers,
+    })
 }
 
 /// Replaces the view of detached sessions; entries older than the session TTL (their
@@ -196,8 +222,74 @@ async fn refresh_detached(broker: &RedisBroker, conn: &mut Conn, all: HashMap<St
     *broker.detached.write() = view;
 }
 
-/// Subscribes to every wanted channel and rewrites this node's presence.
-async fn resync(broker: &Arc<RedisBroker>, conn: &mut Conn) -> redis::RedisResult<()> {
+/// Ends an outage: this node comes back as a new incarnation (whatever it wrote before stops
+/// counting), writes its subscriptions and presence again, and once Redis counts as reachable,
+/// catches its groups up and has every reliable session it holds write itself again. Work
+/// queued meanwhile runs after it; if Redis is lost again meanwhile, the next sign of life
+/// starts over.
+async fn resync(broker: &Arc<RedisBroker>, conn: &mut Conn, asks: &mpsc::UnboundedSender<Ask>) {
+    let since = broker.outages.load(Ordering::SeqCst);
+    broker.epoch.fetch_add(1, Ordering::Relaxed);
+    let written = tokio::time::timeout(RESYNC_TIMEOUT, write_again(broker, conn)).await;
+    let recovered = match written {
+        Ok(Ok(())) => broker.recovered(since),
+        Ok(Err(e)) => {
+            warn!(error = %e, "cannot resynchronize with Redis; trying again");
+            false
+        }
+        Err(_) => {
+            warn!("resynchronizing with Redis took too long; trying again");
+            false
+        }
+    };
+    broker.resyncing.store(false, Ordering::SeqCst);
+    if !recovered {
+        metrics::global().redis_errors.inc();
+        return;
+    }
+    metrics::global().redis_recoveries.inc();
+    info!(node = %broker.presence_name(), "Redis reachable; cluster mode on");
+    let (unsynced, behind): (Vec<String>, Vec<String>) = {
+        let interest = broker.interest.lock();
+        let unsynced = interest
+            .iter()
+            .filter(|(_, i)| i.wanted && !i.subscribed)
+            .map(|(c, _)| c.clone())
+            .collect();
+        let behind = interest
+            .iter()
+            .filter(|(_, i)| i.wanted && i.behind)
+            .map(|(c, _)| c.clone())
+            .collect();
+        (unsynced, behind)
+    };
+    // Channels wanted since the subscriptions were written.
+    for channel in unsynced {
+        broker.queue(Job::Sync(channel));
+    }
+    for channel in behind {
+        let _ = asks.send(Ask::CatchUp(channel));
+    }
+    let Some(inbound) = broker.inbound() else {
+        return;
+    };
+    for hub in inbound.registry().hubs() {
+        for c in hub.all_connections() {
+            if c.protocol.is_reliable() {
+                c.reshare();
+            }
+        }
+    }
+}
+
+/// Writes this node's state to Redis again: its heartbeat as the new incarnation, the
+/// sessions of nodes that died meanwhile detached, its subscriptions, the presence of its
+/// connections and group members, and the groups its users were added to.
+async fn write_again(broker: &Arc<RedisBroker>, conn: &mut Conn) -> redis::RedisResult<()> {
+    // Not the numbers: what was published while this node was away must still show as gaps.
+    *broker.alive.write() = beat(broker, conn).await?.alive;
+    let detached = broker.sweep(conn).await?;
+    refresh_detached(broker, conn, detached).await;
     let channels: Vec<String> = broker
         .interest
         .lock()
@@ -215,325 +307,33 @@ async fn resync(broker: &Arc<RedisBroker>, conn: &mut Conn) -> redis::RedisResul
     let Some(inbound) = broker.inbound() else {
         return Ok(());
     };
+    let mut batch = redis::pipe();
+    let mut queued = 0;
     for hub in inbound.registry().hubs() {
+        let mut cmds = Vec::new();
         for c in hub.all_connections() {
-            let mut cmds = broker.connection_presence(&c);
+            cmds.extend(broker.connection_presence(&c));
             for g in c.groups.lock().iter() {
                 cmds.push(broker.member_presence(&hub.name, &c, g));
             }
-            for cmd in cmds {
-                let _: () = cmd.query_async(conn).await?;
-            }
-            if c.protocol.is_reliable() {
-                // Its sessions are held by this new incarnation.
-                broker.rehold(conn, &c).await;
+        }
+        for (user, groups) in hub.all_user_groups() {
+            let key = keys::user_groups(&hub.name, &user);
+            let groups: Vec<&str> = groups.iter().map(|g| &**g).collect();
+            cmds.push(redis::cmd("SADD").arg(key).arg(groups).to_owned());
+        }
+        for cmd in cmds {
+            batch.add_command(cmd).ignore();
+            queued += 1;
+            if queued == PRESENCE_BATCH {
+                batch.exec_async(conn).await?;
+                batch.clear();
+                queued = 0;
             }
         }
+    }
+    if queued > 0 {
+        batch.exec_async(conn).await?;
     }
     Ok(())
-}
-
-async fn run_job(broker: &Arc<RedisBroker>, conn: &mut Conn, job: Job) {
-    let publish = conn.publish_command();
-    let result: redis::RedisResult<()> = match &job {
-        Job::Group {
-            hub, group, bytes, ..
-        } => redis::Script::new(GROUP_PUBLISH)
-            .key(keys::history(hub, group))
-            .arg(broker.settings.history_len)
-            .arg(bytes.as_slice())
-            .arg(broker.settings.history_ttl.as_millis() as u64)
-            .arg(publish)
-            .arg(keys::group_channel(hub, group))
-            .invoke_async::<String>(conn)
-            .await
-            .map(|_| ()),
-        Job::Channel { channel, bytes } => publish_to(conn, channel, bytes).await.map(|_| ()),
-        Job::Direct {
-            hub,
-            conn: id,
-            d,
-            bytes,
-        } => direct(broker, conn, hub, id, d, bytes).await,
-        Job::Fanout {
-            hub,
-            target,
-            scope,
-            d,
-            bytes,
-        } => {
-            let sent = publish_to(conn, &keys::broadcast_channel(), bytes).await;
-            if sent.is_ok() {
-                to_detached(broker, conn, hub, target, scope, d).await;
-            }
-            sent.map(|_| ())
-        }
-        Job::ToOwner {
-            hub,
-            conn: id,
-            bytes,
-        } => {
-            let owner: redis::RedisResult<Option<String>> =
-                conn.hget(keys::connections(hub), id).await;
-            let channel = match owner {
-                Ok(Some(v)) => keys::node_channel(node_of(&v)),
-                _ => keys::broadcast_channel(),
-            };
-            publish_to(conn, &channel, bytes).await.map(|_| ())
-        }
-        Job::Sync(channel) => sync(broker, conn, channel).await,
-        Job::SessionJoined {
-            hub,
-            conn: id,
-            group,
-        } => {
-            use crate::cluster::SessionStore;
-            broker.joined(hub, id, group).await;
-            Ok(())
-        }
-        Job::SessionLeft { conn: id, group } => {
-            use crate::cluster::SessionStore;
-            broker.left(id, group).await;
-            Ok(())
-        }
-        Job::Presence(cmds) => {
-            let mut r = Ok(());
-            for cmd in cmds {
-                if let Err(e) = cmd.query_async::<()>(conn).await {
-                    r = Err(e);
-                    break;
-                }
-            }
-            r
-        }
-    };
-    if let Err(e) = result {
-        metrics::global().redis_errors.inc();
-        warn!(error = %e, "Redis operation failed");
-        fallback(job);
-    }
-}
-
-/// The node id in a presence entry (`node#epoch\nuser…`) or a node incarnation (`node#epoch`).
-fn node_of(entry: &str) -> &str {
-    entry.split(['#', '\n']).next().unwrap_or_default()
-}
-
-/// Publishes on a channel; answers how many subscribers got it.
-async fn publish_to(conn: &mut Conn, channel: &str, bytes: &[u8]) -> redis::RedisResult<i64> {
-    let mut msg = Vec::with_capacity(bytes.len() + 2);
-    msg.extend_from_slice(b"- ");
-    msg.extend_from_slice(bytes);
-    redis::cmd(conn.publish_command())
-        .arg(channel)
-        .arg(msg)
-        .query_async::<i64>(conn)
-        .await
-}
-
-/// A message for one connection. Its presence entry names its node: when that node is alive
-/// and still subscribed, the message goes to its channel (the one round trip besides the
-/// lookup, as for any send). When the node is dead (presence), gone from pub/sub (nobody got
-/// the message: it died a moment ago) or the connection has no entry (its node released it),
-/// the message goes into the session, if it is a reliable session no live node holds.
-async fn direct(
-    broker: &Arc<RedisBroker>,
-    conn: &mut Conn,
-    hub: &str,
-    id: &str,
-    d: &Delivery,
-    bytes: &[u8],
-) -> redis::RedisResult<()> {
-    let entry: Option<String> = conn.hget(keys::connections(hub), id).await?;
-    let owner = entry
-        .as_deref()
-        .map(|v| v.split('\n').next().unwrap_or_default().to_string());
-    if let Some(owner) = &owner
-        && super::presence::is_alive(broker, conn, owner).await
-        && publish_to(conn, &keys::node_channel(node_of(owner)), bytes).await? > 0
-    {
-        return Ok(());
-    }
-    let dead = owner.unwrap_or_default();
-    let kept = broker
-        .store_detached(conn, &[(id, dead.as_str())], d.json_frame.as_str())
-        .await?;
-    match kept.into_iter().next().unwrap_or(Kept::Gone) {
-        Kept::Appended | Kept::Dropped => Ok(()),
-        // Just resumed (or held by a node presence does not list yet): send it there.
-        Kept::Held(node) => publish_to(conn, &keys::node_channel(&node), bytes)
-            .await
-            .map(|_| ()),
-        // Not a session: whichever node holds the connection delivers it.
-        Kept::Gone if dead.is_empty() => publish_to(conn, &keys::broadcast_channel(), bytes)
-            .await
-            .map(|_| ()),
-        Kept::Gone => Ok(()),
-    }
-}
-
-/// Appends a message for a user or everyone to the matching detached sessions of the hub
-/// (none in the usual case: no round trip). Sends with an OData filter are not kept for
-/// them: the filter needs the connection's state, which no node holds while it is away.
-async fn to_detached(
-    broker: &RedisBroker,
-    conn: &mut Conn,
-    hub: &str,
-    target: &Target,
-    scope: &Scope,
-    d: &Delivery,
-) {
-    if scope.filter.is_some() {
-        return;
-    }
-    let sessions: Vec<Detached> = match broker.detached.read().get(hub) {
-        None => return,
-        Some(all) => all
-            .iter()
-            .filter(|s| match target {
-                Target::All => true,
-                Target::User(u) => s.user == *u,
-                _ => false,
-            })
-            .filter(|s| !scope.excluded.contains(&s.conn))
-            .cloned()
-            .collect(),
-    };
-    // Bounded batches: one round trip each.
-    for batch in sessions.chunks(DETACHED_BATCH) {
-        let ids: Vec<(&str, &str)> = batch
-            .iter()
-            .map(|s| (s.conn.as_str(), s.node.as_str()))
-            .collect();
-        match broker
-            .store_detached(conn, &ids, d.json_frame.as_str())
-            .await
-        {
-            Ok(kept) => {
-                for (s, k) in batch.iter().zip(kept) {
-                    // Resumed (the new node got the message through the broadcast channel),
-                    // over, or dropped past its caps: no longer detached.
-                    if k != Kept::Appended {
-                        forget_detached(broker, conn, hub, &s.conn).await;
-                    }
-                }
-            }
-            Err(e) => {
-                metrics::global().redis_errors.inc();
-                warn!(error = %e, "cannot keep a message for detached sessions");
-            }
-        }
-    }
-}
-
-/// Drops a session from the detached set (here and in Redis).
-async fn forget_detached(broker: &RedisBroker, conn: &mut Conn, hub: &str, id: &str) {
-    if let Some(v) = broker.detached.write().get_mut(hub) {
-        v.retain(|s| s.conn != id);
-    }
-    let _: redis::RedisResult<()> = conn.hdel(keys::detached_sessions(), id).await;
-}
-
-async fn sync(broker: &RedisBroker, conn: &mut Conn, channel: &str) -> redis::RedisResult<()> {
-    let (wanted, subscribed) = match broker.interest.lock().get(channel) {
-        Some(i) => (i.wanted, i.subscribed),
-        None => return Ok(()),
-    };
-    if wanted && !subscribed {
-        conn.subscribe(channel).await?;
-    } else if !wanted && subscribed {
-        conn.unsubscribe(channel).await?;
-    }
-    {
-        let mut i = broker.interest.lock();
-        if let Some(e) = i.get_mut(channel) {
-            e.subscribed = wanted;
-            if !e.wanted {
-                i.remove(channel);
-            }
-        }
-    }
-    broker.subscribed.send_modify(|g| *g += 1);
-    Ok(())
-}
-
-/// Delivers what other nodes publish.
-async fn receive(
-    broker: Arc<RedisBroker>,
-    mut pushes: tokio::sync::mpsc::Receiver<redis::PushInfo>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let push = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = pushes.recv() => match p { Some(p) => p, None => return },
-        };
-        if let Some(channel) = shard_unsubscribed(&push) {
-            broker.subscription_dropped(channel);
-            continue;
-        }
-        let Some((_, message)) = message_of(push) else {
-            continue;
-        };
-        let Some(sp) = message.iter().position(|b| *b == b' ') else {
-            continue;
-        };
-        let id = parse_id(&message[..sp]);
-        let env = match Envelope::decode(&message[sp + 1..]) {
-            Ok(e) => e,
-            Err(e) => {
-                metrics::global().cluster_drop("bad_envelope");
-                warn!(error = %e, "unreadable message from another node");
-                continue;
-            }
-        };
-        let Some(inbound) = broker.inbound() else {
-            continue;
-        };
-        let mine = env.origin == broker.settings.node_id;
-        match env.body {
-            Body::Message(m) => {
-                let is_group = matches!(m.target, Target::Group(_));
-                if mine && !is_group {
-                    continue;
-                }
-                let Some(hub) = inbound.registry().hub(&env.hub) else {
-                    continue;
-                };
-                let position = match (&m.target, id) {
-                    (Target::Group(g), Some(id)) => Some(Position {
-                        group: Arc::from(g.as_str()),
-                        id,
-                    }),
-                    _ => None,
-                };
-                metrics::global().cluster_messages_in.inc();
-                let d = Delivery::from_parts(m.frame, m.payload, position);
-                deliver_local(&hub, &m.target, &m.scope, &d);
-            }
-            Body::Command(cmd) if !mine => inbound.run(&env.hub, &cmd),
-            Body::Command(_) => {}
-        }
-    }
-}
-
-/// Parses a stream entry id `ms-seq`.
-pub(crate) fn parse_id(b: &[u8]) -> Option<(u64, u64)> {
-    let s = std::str::from_utf8(b).ok()?;
-    let (ms, seq) = s.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_id;
-
-    #[test]
-    fn stream_ids_parse_and_order() {
-        assert_eq!(parse_id(b"1700000000000-3"), Some((1_700_000_000_000, 3)));
-        assert!(parse_id(b"17-2") < parse_id(b"17-10"));
-        assert_eq!(parse_id(b"-"), None);
-        assert_eq!(parse_id(b"12"), None);
-        assert_eq!(parse_id(&[0xff, b'-', b'1']), None);
-    }
 }

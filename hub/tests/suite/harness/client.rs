@@ -132,6 +132,44 @@ impl Client {
         }
     }
 
+    /// Sends `frame` over and over, as fast as the socket takes it, until the server ends the
+    /// connection, and returns how it ended. Like the official clients it reads and writes in
+    /// one loop, so whichever comes first ends it: the close frame, or a write the server's
+    /// side refused (reported as no close frame, code 1006 to the application).
+    pub async fn flood(self, frame: Value) -> Closed {
+        let (mut sink, mut stream) = self.ws.split();
+        let text = frame.to_string();
+        let mut frames = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let ended = |code, reason, frames| Closed {
+            code,
+            reason,
+            frames,
+        };
+        loop {
+            let next = tokio::select! {
+                m = stream.next() => m,
+                sent = sink.send(Message::Text(text.clone().into())) => match sent {
+                    Ok(()) => continue,
+                    Err(_) => return ended(None, String::new(), frames),
+                },
+                _ = tokio::time::sleep_until(deadline) => panic!("the socket never closed"),
+            };
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    frames.push(serde_json::from_str(&t).unwrap_or(Value::String(t.to_string())))
+                }
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return ended(Some(code.into()), reason.to_string(), frames);
+                }
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                    return ended(None, String::new(), frames);
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
     /// Drops the TCP connection without a close handshake (a network failure).
     pub fn drop_socket(self) {
         drop(self.ws);

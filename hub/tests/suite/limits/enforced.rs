@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{ALL_ROLES, Client, Hub, JSON, WAIT, refused, violations};
+use crate::harness::{ALL_ROLES, Client, Hub, JSON, RELIABLE, WAIT, refused, violations};
 
 #[tokio::test]
 async fn message_rate_closes_with_1008_and_counts() {
@@ -37,6 +37,40 @@ async fn message_rate_closes_with_1008_and_counts() {
         "{closed:?}"
     );
     assert_eq!(violations(&hub.metrics().await, "message_rate"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flooding_past_its_rate_is_told_why_before_the_close() {
+    let hub = Hub::start_with_config(
+        "[limits]\nmessages_per_sec = 50\nmessage_burst = 100\nbytes_per_sec = 0\n",
+    );
+    // Several rounds: without a graceful close the reset wins the race often, not always.
+    let protocols = [JSON, RELIABLE, JSON, RELIABLE, JSON, RELIABLE];
+    for (i, protocol) in protocols.into_iter().enumerate() {
+        let user = format!("u{i}");
+        let mut c = hub
+            .connect("chat", Some(&user), ALL_ROLES, Some(protocol))
+            .await;
+        c.next_json().await; // connected
+        // It keeps writing after the hub has had enough, and stops at the first write the
+        // socket refuses: the goodbye must reach it before any such refusal.
+        let frame = json!({"type": "sendToGroup", "group": "g", "dataType": "text", "data": "x".repeat(512)});
+        let closed = c.flood(frame).await;
+        assert_eq!(closed.code, Some(1008), "{protocol}: {closed:?}");
+        assert!(
+            closed.reason.contains("50 messages per second"),
+            "{protocol}: {closed:?}"
+        );
+        assert!(
+            closed.frames.iter().any(|f| f["type"] == "system"
+                && f["event"] == "disconnected"
+                && f["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Rate limit"))),
+            "{protocol}: {closed:?}"
+        );
+    }
+    assert_eq!(violations(&hub.metrics().await, "message_rate"), 6.0);
 }
 
 #[tokio::test]
