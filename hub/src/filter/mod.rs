@@ -358,7 +358,9 @@ mod tests {
         /// Arbitrary strings never panic the parser.
         #[test]
         fn random_text_never_panics(s in "\\PC{0,200}") {
-            let _ = Filter::parse(&s);
+            if let Err(e) = Filter::parse(&s) {
+                let _ = e.service_message(&s);
+            }
         }
 
         /// Random token soups (far likelier to get deep into the parser) never panic the
@@ -367,6 +369,9 @@ mod tests {
         fn random_tokens_never_panic(idx in proptest::collection::vec(0..ALPHABET.len(), 0..60)) {
             let s: Vec<&str> = idx.iter().map(|i| ALPHABET[*i]).collect();
             let s = s.join(" ");
+            if let Err(e) = Filter::parse(&s) {
+                let _ = e.service_message(&s);
+            }
             if let Ok(f) = Filter::parse(&s) {
                 let groups = [Arc::from("g")];
                 let _ = f.matches(&Target { connection_id: "c", user_id: Some("a"), groups: &groups });
