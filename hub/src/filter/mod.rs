@@ -299,10 +299,18 @@ mod tests {
             msg("'g' in groups and not length(userId)"),
             "Invalid syntax for 'not length(userId)': The operand of 'not' must be true or false, not a number, at position 22 in ''g' in groups and not length(userId)'. (Parameter 'filter')"
         );
-        assert!(msg("nickname eq 'a'").starts_with("Invalid syntax for 'nickname': Unknown name 'nickname'"));
+        assert!(
+            msg("nickname eq 'a'")
+                .starts_with("Invalid syntax for 'nickname': Unknown name 'nickname'")
+        );
         let huge = vec!["userId eq 'a'"; MAX_CLAUSES + 1].join(" or ");
         let m = msg(&huge);
-        assert!(m.starts_with(&format!("Invalid syntax for '{huge}': The filter has more than")), "{m}");
+        assert!(
+            m.starts_with(&format!(
+                "Invalid syntax for '{huge}': The filter has more than"
+            )),
+            "{m}"
+        );
     }
 
     #[test]

@@ -415,7 +415,10 @@ fn comparable(a: Ty, b: Ty) -> bool {
 /// right side at `rpos`).
 fn incomparable(op: CmpOp, l: Ty, r: Ty, pos: usize, rpos: usize) -> Option<(usize, String)> {
     if l == Ty::Collection || r == Ty::Collection {
-        return Some((pos, "'groups' can only be used as \"'name' in groups\"".into()));
+        return Some((
+            pos,
+            "'groups' can only be used as \"'name' in groups\"".into(),
+        ));
     }
     if !comparable(l, r) {
         return Some((

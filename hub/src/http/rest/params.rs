@@ -175,7 +175,9 @@ mod tests {
         assert!(q.ttl().is_err());
         assert_eq!(q.number("top", 1..=10).unwrap(), Some(5));
         assert!(q.filter().unwrap().is_some());
-        let bad = Query::parse(Some("filter=userId%20eq")).filter().unwrap_err();
+        let bad = Query::parse(Some("filter=userId%20eq"))
+            .filter()
+            .unwrap_err();
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
         assert_eq!(
             bad.message,
