@@ -45,7 +45,6 @@ async fn a_resumed_session_counts_against_the_budget_and_as_opened() {
         &[a.port, b.port],
     )
     .await;
-    let id = c.id();
     a.kill();
     eventually(WAIT, "a resume on node b", || async {
         (c.resumes() == 1).then_some(())
