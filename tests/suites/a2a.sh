@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The official A2A Python SDK (a2a-sdk, pinned in tests/python/requirements.txt) against the
-# hub's A2A gateway and a Python bus agent on /bus/ws; plus the support-chat worked example.
+# The official Python SDKs pinned in tests/python/requirements.txt against the real hub: A2A
+# (a2a-sdk) against the A2A gateway and a Python bus agent on /bus/ws, the support-chat worked
+# example, and Web PubSub (azure-messaging-webpubsubclient and -service) on one node and on two
+# nodes sharing a throwaway redis-server.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -23,3 +25,4 @@ fi
 cd tests/python
 timeout 120 "$venv/bin/python" test_a2a_sdk.py
 timeout 120 "$venv/bin/python" test_support_chat.py
+timeout 300 "$venv/bin/python" test_webpubsub_sdk.py

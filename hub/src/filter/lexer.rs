@@ -27,6 +27,8 @@ pub struct Spanned {
     pub token: Token,
     /// Byte offset of its first character.
     pub pos: usize,
+    /// Byte offset just past its last character.
+    pub end: usize,
 }
 
 /// Tokenizes a whole filter.
@@ -66,7 +68,7 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>, FilterError> {
                 }
                 let text = &input[start..i];
                 let n = text.parse::<i64>().map_err(|_| {
-                    FilterError::new(start, format!("'{text}' is not a valid 64-bit integer"))
+                    FilterError::syntax(start..i, format!("'{text}' is not a valid 64-bit integer"))
                 })?;
                 Token::Int(n)
             }
@@ -78,13 +80,17 @@ pub fn tokenize(input: &str) -> Result<Vec<Spanned>, FilterError> {
             }
             _ => {
                 let ch = input[start..].chars().next().unwrap_or('?');
-                return Err(FilterError::new(
-                    start,
+                return Err(FilterError::syntax(
+                    start..start + ch.len_utf8(),
                     format!("unexpected character '{ch}'"),
                 ));
             }
         };
-        out.push(Spanned { token, pos: start });
+        out.push(Spanned {
+            token,
+            pos: start,
+            end: i,
+        });
     }
     Ok(out)
 }
@@ -98,8 +104,8 @@ fn string(input: &str, start: usize) -> Result<(String, usize), FilterError> {
     loop {
         match bytes.get(i) {
             None => {
-                return Err(FilterError::new(
-                    start,
+                return Err(FilterError::syntax(
+                    start..input.len(),
                     "unterminated string literal (close it with ', escape a quote as '')",
                 ));
             }

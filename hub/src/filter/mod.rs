@@ -28,15 +28,89 @@ pub struct FilterError {
     pub position: usize,
     /// What is wrong.
     pub message: String,
+    /// Which kind of problem it is.
+    pub kind: ErrorKind,
+    /// The bytes the problem is about: the token that could not be used (a syntax error), the
+    /// expression that does not type-check, or nothing (a limit: the whole filter).
+    pub span: std::ops::Range<usize>,
+}
+
+/// The kinds of refused filters, which the service words differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The text is no expression: an unexpected token or character, or a missing one.
+    Syntax,
+    /// An expression that parses but means nothing: an unknown name, mismatched types.
+    Meaning,
+    /// Past a size bound.
+    Limit,
 }
 
 impl FilterError {
-    /// An error at `position`.
-    pub fn new(position: usize, message: impl Into<String>) -> Self {
+    /// A syntax error at the token (or end of the filter) `span`.
+    pub fn syntax(span: std::ops::Range<usize>, message: impl Into<String>) -> Self {
+        FilterError {
+            position: span.start,
+            message: message.into(),
+            kind: ErrorKind::Syntax,
+            span,
+        }
+    }
+
+    /// An expression (`span`) that does not type-check, because of what is at `position`.
+    pub fn meaning(
+        span: std::ops::Range<usize>,
+        position: usize,
+        message: impl Into<String>,
+    ) -> Self {
         FilterError {
             position,
             message: message.into(),
+            kind: ErrorKind::Meaning,
+            span,
         }
+    }
+
+    /// A size bound passed at `position`.
+    pub fn limit(position: usize, message: impl Into<String>) -> Self {
+        FilterError {
+            position,
+            message: message.into(),
+            kind: ErrorKind::Limit,
+            span: 0..0,
+        }
+    }
+
+    /// The error message the service gives for `filter`, the text this error came from. Its
+    /// shape is `Invalid syntax for '<expression>': <detail> (Parameter 'filter')`; a syntax
+    /// error's detail is the service's own sentence, `Syntax error at position N in
+    /// '<filter>'.`, where N is just past the token that could not be used (the filter's
+    /// length when it ended too early), counted in UTF-16 units as the service counts. The
+    /// other details are this parser's explanation, with the position of the problem.
+    pub fn service_message(&self, filter: &str) -> String {
+        let at = |byte: usize| {
+            filter
+                .get(..byte)
+                .map_or(byte, |before| before.encode_utf16().count())
+        };
+        if self.kind == ErrorKind::Syntax {
+            return format!(
+                "Invalid syntax for '{filter}': Syntax error at position {} in '{filter}'. (Parameter 'filter')",
+                at(self.span.end)
+            );
+        }
+        let subject = filter
+            .get(self.span.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(filter);
+        let mut detail = self.message.clone();
+        if let Some(first) = detail.get(..1) {
+            detail.replace_range(..1, &first.to_ascii_uppercase());
+        }
+        format!(
+            "Invalid syntax for '{subject}': {detail}, at position {} in '{filter}'. (Parameter 'filter')",
+            at(self.position)
+        )
     }
 }
 
@@ -50,7 +124,7 @@ impl Filter {
     /// Parses a filter.
     pub fn parse(input: &str) -> Result<Self, FilterError> {
         if input.len() > MAX_LEN {
-            return Err(FilterError::new(
+            return Err(FilterError::limit(
                 MAX_LEN,
                 format!("the filter is longer than {MAX_LEN} bytes"),
             ));
@@ -190,6 +264,56 @@ mod tests {
     }
 
     #[test]
+    fn syntax_errors_outrank_errors_of_meaning() {
+        // The unknown name comes first, but the filter is no expression at all.
+        let e = err("invalid filter");
+        assert_eq!((e.kind, e.span.clone()), (ErrorKind::Syntax, 8..14), "{e}");
+        let e = err("nickname eq 'a' and 1");
+        assert_eq!(e.kind, ErrorKind::Meaning, "{e}");
+        assert!(e.message.contains("unknown name 'nickname'"), "{e}");
+        assert_eq!(err("nickname eq 'a' and").kind, ErrorKind::Syntax);
+        assert_eq!(err("frobnicate('a', 'b') eq").kind, ErrorKind::Syntax);
+        let e = err("frobnicate('a', 'b') eq 'x'");
+        assert_eq!((e.kind, e.span.clone()), (ErrorKind::Meaning, 0..20), "{e}");
+    }
+
+    #[test]
+    fn service_wording() {
+        let msg = |f: &str| err(f).service_message(f);
+        // The text the service answers, as the server SDK's own test expects it.
+        assert_eq!(
+            msg("invalid filter"),
+            "Invalid syntax for 'invalid filter': Syntax error at position 14 in 'invalid filter'. (Parameter 'filter')"
+        );
+        assert_eq!(
+            msg("(userId eq 'a'"),
+            "Invalid syntax for '(userId eq 'a'': Syntax error at position 14 in '(userId eq 'a''. (Parameter 'filter')"
+        );
+        // Positions count UTF-16 units, as the service's do.
+        assert_eq!(
+            msg("userId eq 'é' xor"),
+            "Invalid syntax for 'userId eq 'é' xor': Syntax error at position 17 in 'userId eq 'é' xor'. (Parameter 'filter')"
+        );
+        // Errors of meaning name the expression at fault, as the service does.
+        assert_eq!(
+            msg("'g' in groups and not length(userId)"),
+            "Invalid syntax for 'not length(userId)': The operand of 'not' must be true or false, not a number, at position 22 in ''g' in groups and not length(userId)'. (Parameter 'filter')"
+        );
+        assert!(
+            msg("nickname eq 'a'")
+                .starts_with("Invalid syntax for 'nickname': Unknown name 'nickname'")
+        );
+        let huge = vec!["userId eq 'a'"; MAX_CLAUSES + 1].join(" or ");
+        let m = msg(&huge);
+        assert!(
+            m.starts_with(&format!(
+                "Invalid syntax for '{huge}': The filter has more than"
+            )),
+            "{m}"
+        );
+    }
+
+    #[test]
     fn size_limits() {
         let ok = vec!["userId eq 'a'"; MAX_CLAUSES].join(" or ");
         assert!(Filter::parse(&ok).is_ok());
@@ -242,7 +366,9 @@ mod tests {
         /// Arbitrary strings never panic the parser.
         #[test]
         fn random_text_never_panics(s in "\\PC{0,200}") {
-            let _ = Filter::parse(&s);
+            if let Err(e) = Filter::parse(&s) {
+                let _ = e.service_message(&s);
+            }
         }
 
         /// Random token soups (far likelier to get deep into the parser) never panic the
@@ -251,6 +377,9 @@ mod tests {
         fn random_tokens_never_panic(idx in proptest::collection::vec(0..ALPHABET.len(), 0..60)) {
             let s: Vec<&str> = idx.iter().map(|i| ALPHABET[*i]).collect();
             let s = s.join(" ");
+            if let Err(e) = Filter::parse(&s) {
+                let _ = e.service_message(&s);
+            }
             if let Ok(f) = Filter::parse(&s) {
                 let groups = [Arc::from("g")];
                 let _ = f.matches(&Target { connection_id: "c", user_id: Some("a"), groups: &groups });

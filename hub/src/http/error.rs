@@ -1,4 +1,5 @@
-//! HTTP errors in the service's shape: a JSON body `{code, message}` and `x-ms-error-code`.
+//! HTTP errors in the service's shape: a JSON body `{code, message}` (plus `details` when
+//! Nerve has more to say than the service's message) and `x-ms-error-code`.
 
 use std::time::Duration;
 
@@ -17,10 +18,21 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable message.
     pub message: String,
+    /// A further explanation, where `message` is worded as the service words it.
+    pub detail: Option<String>,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    details: Vec<Detail<'a>>,
+}
+
+/// One entry of `details`, shaped as the error itself (the Azure error model).
+#[derive(Serialize)]
+struct Detail<'a> {
     code: &'a str,
     message: &'a str,
 }
@@ -32,7 +44,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            detail: None,
         }
+    }
+
+    /// The same error with a further explanation in `details`.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 
     /// 400 Bad Request.
@@ -65,6 +84,14 @@ impl IntoResponse for ApiError {
         let body = Body {
             code: self.code,
             message: &self.message,
+            details: self
+                .detail
+                .iter()
+                .map(|message| Detail {
+                    code: self.code,
+                    message,
+                })
+                .collect(),
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
         resp.headers_mut()

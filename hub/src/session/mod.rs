@@ -36,11 +36,16 @@ pub enum SimpleMode {
 /// Most messages written per flush, so one busy connection yields to others.
 const WRITE_BATCH: usize = 64;
 
+/// Longest the echo of a client's close frame may take to leave: a client that closed and
+/// stopped reading must not hold its session's task.
+const CLOSE_ECHO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why the attached loop stopped.
 pub(crate) enum End {
     /// The session is over.
     Finished,
-    /// The socket dropped without a close; a reliable session may wait for its client.
+    /// The socket is gone (dropped, or closed by the client); a reliable session may wait for
+    /// its client.
     Dropped,
     /// A reconnecting client brought a new socket.
     Reattached(Box<Socket>),
@@ -118,9 +123,11 @@ impl Session {
         self.share().await;
         loop {
             if self.greet(&mut socket, resumed).await.is_err() {
-                if !self.wait_if_reliable(&mut socket).await {
+                drop(socket);
+                let Some(new) = self.wait_if_reliable().await else {
                     break;
-                }
+                };
+                socket = *new;
                 resumed = true;
                 continue;
             }
@@ -130,9 +137,13 @@ impl Session {
                     socket = *new;
                 }
                 End::Dropped => {
-                    if !self.wait_if_reliable(&mut socket).await {
+                    // The old socket's TCP connection ends now: a client that sent a close
+                    // frame waits for it before it reconnects.
+                    drop(socket);
+                    let Some(new) = self.wait_if_reliable().await else {
                         break;
-                    }
+                    };
+                    socket = *new;
                 }
             }
             resumed = true;
@@ -141,19 +152,11 @@ impl Session {
         self.finish().await;
     }
 
-    /// For a reliable session, waits for the client to come back; returns false when the
-    /// session is over.
-    async fn wait_if_reliable(&mut self, socket: &mut Socket) -> bool {
-        if self.reliable.is_none() {
-            return false;
-        }
-        match self.detached().await {
-            Some(new) => {
-                *socket = *new;
-                true
-            }
-            None => false,
-        }
+    /// For a reliable session, waits for the client to come back with a new socket; `None`
+    /// when the session is over.
+    async fn wait_if_reliable(&mut self) -> Option<Box<Socket>> {
+        self.reliable.as_ref()?;
+        self.detached().await
     }
 
     /// Sends `connected` (if the protocol has it) and, after a reconnection, every unacked
@@ -212,7 +215,9 @@ impl Session {
                     match msg {
                         None => return End::Dropped,
                         Some(Err(e)) => return self.on_read_error(socket, e).await,
-                        Some(Ok(Message::Close(_))) => return End::Finished,
+                        Some(Ok(Message::Close(frame))) => {
+                            return Self::on_client_close(socket, frame).await;
+                        }
                         Some(Ok(Message::Text(text))) => {
                             if let Some(end) = self.on_data(socket, FrameRef::Text(text.as_str())).await {
                                 return end;
@@ -365,6 +370,18 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The client's close frame. The echo tungstenite queued on reading it leaves now, so the
+    /// client sees a clean close rather than a reset. Whatever the code, the socket is only
+    /// gone: a reliable session waits for its client as after a drop, since the service keeps
+    /// a reliable session after any close it did not send itself (hub/docs/operations.md,
+    /// "Reliable sessions and close frames").
+    async fn on_client_close(socket: &mut Socket, frame: Option<crate::socket::CloseFrame>) -> End {
+        let code = frame.as_ref().map(|f| u16::from(f.code));
+        debug!(?code, "the client closed its socket");
+        let _ = tokio::time::timeout(CLOSE_ECHO_TIMEOUT, socket.flush()).await;
+        End::Dropped
     }
 
     /// Sends `disconnected` (if the protocol has it) and a close frame.

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -37,12 +38,14 @@ struct Seen {
     connection_id: Option<String>,
     token: Option<String>,
     closed: Option<Closed>,
+    /// Every close frame the hub sent, in order (its echoes of the client's closes too).
+    close_frames: Vec<Closed>,
 }
 
 /// A connected test client; its socket is served by a background task.
 pub struct Client {
     seen: Arc<Mutex<Seen>>,
-    out: mpsc::Sender<String>,
+    out: mpsc::Sender<Message>,
     next_ack: AtomicU64,
     resumes: Arc<AtomicUsize>,
     hold: tokio::sync::watch::Sender<bool>,
@@ -166,11 +169,26 @@ impl Client {
         self.seen.lock().closed.clone()
     }
 
+    /// Every close frame the hub sent so far.
+    pub fn close_frames(&self) -> Vec<Closed> {
+        self.seen.lock().close_frames.clone()
+    }
+
+    /// Closes the socket with a close frame (`code`, or none) as an application closing it
+    /// does; a reliable client then resumes, as the official ones do after any close but 1008.
+    pub async fn close_socket(&self, code: Option<u16>) {
+        let frame = code.map(|c| CloseFrame {
+            code: c.into(),
+            reason: "closed by the test".into(),
+        });
+        let _ = self.out.send(Message::Close(frame)).await;
+    }
+
     /// Sends a frame with a fresh `ackId` and waits for its ack.
     pub async fn request(&self, mut frame: Value) -> Value {
         let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         frame["ackId"] = json!(id);
-        let _ = self.out.send(frame.to_string()).await;
+        let _ = self.out.send(Message::Text(frame.to_string().into())).await;
         let s = self.seen.clone();
         nerve_testkit::eventually(crate::WAIT, "ack", || {
             let s = s.clone();
@@ -234,7 +252,7 @@ async fn serve(
     reliable: bool,
     ports: Vec<u16>,
     seen: Arc<Mutex<Seen>>,
-    mut rx: mpsc::Receiver<String>,
+    mut rx: mpsc::Receiver<Message>,
     resumes: Arc<AtomicUsize>,
     mut held: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -298,20 +316,23 @@ async fn pump(
     ws: &mut Ws,
     reliable: bool,
     seen: &Mutex<Seen>,
-    rx: &mut mpsc::Receiver<String>,
+    rx: &mut mpsc::Receiver<Message>,
     last_seq: &mut u64,
     acked: &mut u64,
 ) -> Outcome {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    // After its own close frame the client only reads, until the hub's echo.
+    let mut closing = false;
     loop {
         tokio::select! {
-            out = rx.recv() => {
-                let Some(text) = out else { return Outcome::Dropped };
-                if ws.send(Message::Text(text.into())).await.is_err() {
+            out = rx.recv(), if !closing => {
+                let Some(msg) = out else { return Outcome::Dropped };
+                closing = matches!(msg, Message::Close(_));
+                if ws.send(msg).await.is_err() {
                     return Outcome::Dropped;
                 }
             }
-            _ = tick.tick(), if reliable && *last_seq > *acked => {
+            _ = tick.tick(), if reliable && !closing && *last_seq > *acked => {
                 let ack = json!({"type": "sequenceAck", "sequenceId": *last_seq}).to_string();
                 if ws.send(Message::Text(ack.into())).await.is_err() {
                     return Outcome::Dropped;
@@ -325,7 +346,9 @@ async fn pump(
                 }
                 Some(Ok(Message::Close(f))) => {
                     let (code, reason) = f.map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
-                    return Outcome::Closed(Closed { code, reason });
+                    let closed = Closed { code, reason };
+                    seen.lock().close_frames.push(closed.clone());
+                    return Outcome::Closed(closed);
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return Outcome::Dropped,

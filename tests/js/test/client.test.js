@@ -310,7 +310,7 @@ describe("official client, handshake failures", { timeout: 30_000 }, () => {
     await withDeadline(c.client.start(), 10_000, "start() on /client?hub=");
     assert.equal((await c.waitConnected(1)).userId, "query-form");
     await service.group("q").sendToAll("via query form", { contentType: "text/plain" });
-    const got = await c.waitServerMessages(1);
+    const got = await c.waitGroupMessages(1, { group: "q" });
     assert.equal(got[0].data, "via query form");
   });
 });

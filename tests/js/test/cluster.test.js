@@ -72,14 +72,19 @@ test("every send path reaches every node exactly once", async () => {
     expected[1]++;
     await settle("server SDK to a connection on another node");
 
-    // Client frames arrive as group messages, REST sends as server messages.
+    // Client frames and REST group sends arrive as group messages (the REST one without a
+    // sender), the other REST sends as server messages.
     assert.deepEqual(
-      clients[3].groupMessages.map((m) => m.data),
-      ["frame", "no-echo"],
+      clients[3].groupMessages.map((m) => [m.group, m.fromUserId, m.data]),
+      [
+        ["g", "u0", "frame"],
+        ["g", "u5", "no-echo"],
+        ["g", undefined, "sdk-group"],
+      ],
     );
     assert.deepEqual(
       clients[4].serverMessages.map((m) => m.data),
-      ["sdk-group", "all", "user"],
+      ["all", "user"],
     );
 
     // Existence checks through a node that does not hold the connection.
@@ -113,13 +118,64 @@ test("an official reliable client whose node is killed resumes on another node a
       }
       await publisher.group("live").sendToAll(`m${i}`, { contentType: "text/plain" });
     }
-    await waitFor(() => client.serverMessages.length >= total, {
+    await waitFor(() => client.groupMessages.length >= total, {
       timeout: 30_000,
-      what: () => `${total} messages after the failover (have ${client.serverMessages.length})`,
+      what: () => `${total} messages after the failover (have ${client.groupMessages.length})`,
     });
     const expected = Array.from({ length: total }, (_, i) => `m${i}`);
-    assert.deepEqual(client.serverMessages.map((m) => m.data), expected);
+    assert.deepEqual(client.groupMessages.map((m) => m.data), expected);
     assert.equal(client.stopped, 0, "the client never gave up");
+  } finally {
+    client.stop();
+    proxy.close();
+  }
+});
+
+test("an official reliable client that closes its socket resumes on another node and misses nothing", async () => {
+  const hub = uniqueHub("closer");
+  // The nodes still running (the test above kills one); the last one publishes.
+  const live = cluster.nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null);
+  const [first, second] = live;
+  const publisherNode = live.at(-1);
+  // Through a proxy, as through a load balancer that sends each reconnection elsewhere.
+  const proxy = await startSwitchProxy(first.port);
+  const viaProxy = first.service(hub, connectionStringVia(first, proxy.port));
+  const client = await connectClient(viaProxy, { userId: "closer", roles: ["webpubsub.joinLeaveGroup"] });
+  try {
+    await client.client.joinGroup("live");
+    const connectionId = client.connectionId;
+    const publisher = publisherNode.service(hub);
+    // No code (the SDK's own close), then 1000, 1001 and application codes.
+    const closes = new Map([
+      [10, undefined],
+      [25, 1000],
+      [40, 1001],
+      [55, 3001],
+      [70, 4000],
+    ]);
+    const total = 85;
+    let target = 0;
+    for (let i = 0; i < total; i++) {
+      if (closes.has(i)) {
+        target = 1 - target;
+        proxy.setTarget([first, second][target].port);
+        // The SDK's socket (its private field: the Python SDK's own recovery test does the same).
+        client.client._wsClient.close(closes.get(i));
+      }
+      await publisher.group("live").sendToAll(`m${i}`, { contentType: "text/plain" });
+    }
+    await waitFor(() => client.groupMessages.length >= total, {
+      timeout: 30_000,
+      what: () => `${total} messages after the closes (have ${client.groupMessages.length})`,
+    });
+    await publisher.group("live").sendToAll("end", { contentType: "text/plain" });
+    await waitFor(() => client.groupMessages.some((m) => m.data === "end"), { what: "the end marker" });
+    const expected = [...Array.from({ length: total }, (_, i) => `m${i}`), "end"];
+    assert.deepEqual(client.groupMessages.map((m) => m.data), expected, "every message once, in order");
+    assert.equal(client.connectionId, connectionId);
+    assert.equal(client.connected.length, 1, "recovered, never reconnected as a new connection");
+    assert.equal(client.disconnected.length, 0);
+    assert.equal(client.stopped, 0);
   } finally {
     client.stop();
     proxy.close();

@@ -1,6 +1,7 @@
 // Connection drops seen by the official client: the TCP connection is cut by a proxy in the
-// middle of a steady stream. The reliable client must recover its session (every message once,
-// in order, same connection), the plain JSON client must reconnect and rejoin its groups.
+// middle of a steady stream, or the client closes its own socket. The reliable client must
+// recover its session (every message once, in order, same connection), the plain JSON client
+// must reconnect and rejoin its groups.
 "use strict";
 
 const { describe, it, before, after } = require("node:test");
@@ -106,6 +107,48 @@ describe("dropped connections", { timeout: 90_000 }, () => {
     assert.ok(proxy.accepted >= 1 + DROPS.length, `the client reconnected through the proxy (${proxy.accepted})`);
     assert.equal(receiver.disconnected.length, 0, "recovery, not a new connection: no disconnected event");
     assert.equal(receiver.connected.length, 1, "no second connected event");
+    assert.equal(receiver.connectionId, connectionId);
+  });
+
+  it("the reliable client recovers after closing its own socket, whatever the close code", async () => {
+    const name = uniqueHub();
+    const receiver = await connect(hub.service(name), { userId: "closer", groups: ["stream"] });
+    const publisher = await connect(hub.service(name), { roles: FULL_ROLES }, { protocol: WebPubSubJsonProtocol() });
+    const connectionId = receiver.connectionId;
+    // No code is what the SDK's own close sends (stop(), and its keep-alive timeout before it
+    // recovers); 1001 the Python SDK's recovery test; 3001 Azure's reliable chat sample.
+    const closes = new Map([
+      [20, undefined],
+      [60, 1000],
+      [100, 1001],
+      [140, 3001],
+      [180, 4000],
+    ]);
+    const codes = [];
+    const TOTAL = 220;
+    for (let i = 1; i <= TOTAL; i++) {
+      if (closes.has(i)) {
+        // The SDK's socket (a private field; the Python SDK's own recovery test does the same).
+        const ws = receiver.client._wsClient;
+        ws._socket.once("close", (code) => codes.push(code));
+        ws.close(closes.get(i));
+      }
+      await publisher.client.sendToGroup("stream", { i }, "json");
+    }
+    await publisher.client.sendToGroup("stream", { i: "end" }, "json");
+    await waitFor(() => receiver.groupMessages.some((m) => m.data.i === "end"), {
+      timeout: 40_000,
+      what: () => `the end marker after the closes (have ${receiver.groupMessages.length})`,
+    });
+    assert.deepEqual(
+      receiver.groupMessages.map((m) => m.data.i),
+      [...Array.from({ length: TOTAL }, (_, k) => k + 1), "end"],
+      "every message once, in order",
+    );
+    // Each close was a clean close handshake: the hub echoed the code (1005: none was given).
+    assert.deepEqual(codes, [1005, 1000, 1001, 3001, 4000]);
+    assert.equal(receiver.disconnected.length, 0, "recovery, not a new connection: no disconnected event");
+    assert.equal(receiver.connected.length, 1);
     assert.equal(receiver.connectionId, connectionId);
   });
 

@@ -31,8 +31,8 @@ async function connect(service, tokenOptions = {}, clientOptions = {}) {
 
 /**
  * Sends a tag to `group` through REST, then a marker to each observer's connection; once the
- * marker has arrived, the tag has arrived too if the observer is a member. REST sends (group
- * sends included) reach PubSub clients as server messages. Returns membership per observer.
+ * marker has arrived, the tag has arrived too if the observer is a member. A REST group send
+ * reaches PubSub clients as the group's message. Returns membership per observer.
  */
 async function groupProbe(service, group, observers) {
   const tag = `probe-${Math.random().toString(36).slice(2)}`;
@@ -43,7 +43,7 @@ async function groupProbe(service, group, observers) {
   for (const o of observers) {
     await waitFor(() => o.serverMessages.some((m) => m.data === `${tag}-marker`), { what: `marker ${tag}` });
   }
-  return observers.map((o) => o.serverMessages.some((m) => m.data === tag));
+  return observers.map((o) => o.messagesIn(group).some((m) => m.data === tag));
 }
 
 async function rejects404(promise) {

@@ -156,16 +156,39 @@ describe("REST sends observed by official clients", { timeout: 60_000 }, () => {
     await group.sendToAll("not-m2", { ...t, filter: "userId ne 'm2'" });
     await service.group("elsewhere").sendToAll("not-here", t);
 
-    // REST sends, group sends included, reach PubSub clients as server messages.
-    const [d1, d2, d3, dO] = await settle(service, [m1, m2, m3, outsider]);
-    assert.deepEqual(d1, [{ n: 1 }, "not-m2", "end"]);
-    assert.deepEqual(d2, [{ n: 1 }, "skip-m1", "end"]);
-    assert.deepEqual(d3, [{ n: 1 }, "skip-m1", "not-m2", "end"]);
-    assert.deepEqual(dO, ["end"]);
+    // A REST send to a group reaches PubSub clients as that group's message (the SDK's
+    // `group-message` event), with no sender, as the service sends it.
+    const ends = await settle(service, [m1, m2, m3, outsider]);
+    assert.deepEqual(ends, [["end"], ["end"], ["end"], ["end"]], "nothing came as a server message");
+    const data = (c) => c.messagesIn("room").map((m) => m.data);
+    assert.deepEqual(data(m1), [{ n: 1 }, "not-m2"]);
+    assert.deepEqual(data(m2), [{ n: 1 }, "skip-m1"]);
+    assert.deepEqual(data(m3), [{ n: 1 }, "skip-m1", "not-m2"]);
+    assert.deepEqual(outsider.groupMessages, []);
+    for (const c of [m1, m2, m3]) {
+      assert.ok(
+        c.groupMessages.every((m) => m.group === "room" && m.fromUserId === undefined),
+        JSON.stringify(c.groupMessages),
+      );
+    }
     assert.deepEqual(
-      m2.serverMessages.map((m) => m.sequenceId),
+      [...m2.groupMessages, ...m2.serverMessages].map((m) => m.sequenceId),
       [1, 2, 3],
     );
+  });
+
+  it("receives a binary group message sent by the service as a group message", async () => {
+    // The official client's own test of the same name: the bytes arrive with `group-message`.
+    const service = hub.service(uniqueHub());
+    const receiver = await connect(service, { userId: "binary-receiver", roles: ["webpubsub.joinLeaveGroup"] },
+      WebPubSubJsonReliableProtocol());
+    await receiver.client.joinGroup("binary-group");
+    await service.group("binary-group").sendToAll(Uint8Array.from([1, 2, 3, 4]).buffer);
+    const [m] = await receiver.waitGroupMessages(1, { group: "binary-group" });
+    assert.equal(m.dataType, "binary");
+    assert.deepEqual(new Uint8Array(m.data), Uint8Array.from([1, 2, 3, 4]));
+    assert.equal(m.fromUserId, undefined);
+    assert.deepEqual(receiver.serverMessages, []);
 });
   it("handles user ids and group names with spaces, slashes, quotes and non-ASCII characters", async () => {
     const service = hub.service(uniqueHub());
@@ -183,11 +206,14 @@ describe("REST sends observed by official clients", { timeout: 60_000 }, () => {
     }
     const got = await settle(service, clients);
     for (const [k, n] of names.entries()) {
-      assert.deepEqual(got[k], [`user:${k}`, `group:${k}`, `filter:${k}`, "end"], `server messages of ${n}`);
-      const own = await clients[k].waitGroupMessages(1);
+      assert.deepEqual(got[k], [`user:${k}`, `filter:${k}`, "end"], `server messages of ${n}`);
+      const own = await clients[k].waitGroupMessages(2);
       assert.deepEqual(
         own.map((m) => [m.group, m.fromUserId, m.data]),
-        [[n, n, `client:${k}`]],
+        [
+          [n, undefined, `group:${k}`],
+          [n, n, `client:${k}`],
+        ],
       );
     }
   });

@@ -275,7 +275,12 @@ impl SessionStore for RedisBroker {
             return None;
         }
         if !record.node.is_empty() && record.node != self.settings.node_id {
-            self.takeover(hub, conn, &record.node, &mut c).await;
+            let owner = fields.get("inc").cloned().unwrap_or_default();
+            if self.takeover(hub, conn, &record.node, &owner, &mut c).await {
+                // The owner wrote its last frames and positions as it let go: read them now,
+                // or a group message it stamped last would be replayed a second time.
+                fields = self.guarded(WRITE_TIMEOUT, c.hgetall(&meta)).await?;
+            }
         }
         // From here on, messages for a detached session are no longer stored for it: they
         // go to this node (see `store_detached`).
@@ -482,15 +487,25 @@ impl RedisBroker {
         call.invoke_async(c).await
     }
 
-    /// Asks a live owner to let go of a session and waits (briefly) until it has.
-    async fn takeover(&self, hub: &str, conn: &str, owner: &str, c: &mut super::Conn) {
-        let alive = self
+    /// Asks a live owner (node `owner`, incarnation `incarnation`) to let go of a session and
+    /// waits (briefly) until it has; answers whether the owner was alive.
+    async fn takeover(
+        &self,
+        hub: &str,
+        conn: &str,
+        owner: &str,
+        incarnation: &str,
+        c: &mut super::Conn,
+    ) -> bool {
+        let seen = self
             .alive
             .read()
             .iter()
             .any(|n| n.split('#').next() == Some(owner));
-        if !alive {
-            return;
+        // Asked of Redis when the last heartbeat's view lacks it (a node that started since):
+        // an owner wrongly thought dead would go on serving the session beside this node.
+        if !seen && !super::presence::is_alive(self, c, incarnation).await {
+            return false;
         }
         use crate::cluster::Broker;
         self.command(
@@ -503,9 +518,10 @@ impl RedisBroker {
         while tokio::time::Instant::now() < deadline {
             let node: Option<String> = c.hget(keys::session(conn), "node").await.unwrap_or(None);
             if node.as_deref() != Some(owner) {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        true
     }
 }

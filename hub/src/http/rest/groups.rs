@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use super::connections::connection_exists;
 use super::{Call, params, run_command, status};
 use crate::cluster::Command;
-use crate::filter::Filter;
 use crate::http::error::ApiError;
 
 /// HEAD `/groups/{group}`: 200 when it has a connection on any node.
@@ -143,7 +142,7 @@ pub(super) async fn filtered(call: &Call, body: Body, add: bool) -> Result<Respo
         .filter
         .filter(|f| !f.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("'filter' is required"))?;
-    Filter::parse(&filter).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    params::filter(&filter)?;
     let cmd = Command::Filtered {
         filter,
         groups: req.groups,

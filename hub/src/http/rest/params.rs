@@ -74,7 +74,7 @@ impl Query {
     pub fn filter(&self) -> Result<Option<Filter>, ApiError> {
         self.one("filter")
             .filter(|f| !f.trim().is_empty())
-            .map(|f| Filter::parse(f).map_err(|e| ApiError::bad_request(e.to_string())))
+            .map(filter)
             .transpose()
     }
 
@@ -142,6 +142,13 @@ pub async fn payload(body: Body, headers: &HeaderMap, limit: usize) -> Result<Pa
     Payload::from_body(dt, bytes).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// Parses an OData filter; a bad one is a 400 worded as the service words it, with Nerve's
+/// own explanation in `details`.
+pub fn filter(text: &str) -> Result<Filter, ApiError> {
+    Filter::parse(text)
+        .map_err(|e| ApiError::bad_request(e.service_message(text)).with_detail(e.to_string()))
+}
+
 /// A group name from the path or the query, validated.
 pub fn group(name: &str) -> Result<(), ApiError> {
     validate_group_name(name).map_err(ApiError::bad_request)
@@ -168,8 +175,18 @@ mod tests {
         assert!(q.ttl().is_err());
         assert_eq!(q.number("top", 1..=10).unwrap(), Some(5));
         assert!(q.filter().unwrap().is_some());
-        let bad = Query::parse(Some("filter=userId%20eq"));
-        assert_eq!(bad.filter().unwrap_err().status, StatusCode::BAD_REQUEST);
+        let bad = Query::parse(Some("filter=userId%20eq"))
+            .filter()
+            .unwrap_err();
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            bad.message,
+            "Invalid syntax for 'userId eq': Syntax error at position 9 in 'userId eq'. (Parameter 'filter')"
+        );
+        assert!(
+            bad.detail.is_some_and(|d| d.contains("expected a value")),
+            "Nerve's explanation stays in details"
+        );
         assert_eq!(Query::parse(None).ttl().unwrap(), None);
     }
 }

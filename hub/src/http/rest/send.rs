@@ -1,6 +1,7 @@
-//! REST sends: to everyone, a user, a connection or a group, as `from:"server"` messages
-//! encoded once and handed to the broker, which fans them out on this node and the others
-//! (202 Accepted).
+//! REST sends: to everyone, a user, a connection or a group, encoded once and handed to the
+//! broker, which fans them out on this node and the others (202 Accepted). A send to a group
+//! reaches PubSub clients as that group's message (`from:"group"`, no `fromUserId`), as the
+//! service sends it; the others as `from:"server"` messages.
 
 use std::sync::Arc;
 
@@ -43,7 +44,11 @@ async fn publish(
     let limit = call.app.config.limits.max_frame_bytes;
     let payload = params::payload(body, &call.headers, limit).await?;
     metrics::global().message_in("rest", payload.size());
-    let d: Arc<Delivery> = Delivery::new(Sender::Server, payload);
+    let from = match &target {
+        Target::Group(group) => Sender::group(group, None),
+        _ => Sender::Server,
+    };
+    let d: Arc<Delivery> = Delivery::new(from, payload);
     let local = call.app.registry.hub(&call.hub);
     call.app
         .broker

@@ -170,6 +170,44 @@ impl Client {
         }
     }
 
+    /// Closes the socket as an application does, with a close frame carrying `code` (or no
+    /// code); returns the hub's answer, which must be a close frame (its echo), and checks that
+    /// the hub then ends the TCP connection, as the side that answers a close does.
+    pub async fn close_with(mut self, code: Option<u16>) -> Closed {
+        let frame = code.map(|c| CloseFrame {
+            code: c.into(),
+            reason: "bye".into(),
+        });
+        self.ws
+            .send(Message::Close(frame))
+            .await
+            .expect("send close");
+        let mut frames = Vec::new();
+        let mut answer = None;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("the hub neither answered the close nor ended the TCP connection");
+            match m {
+                Some(Ok(Message::Text(t))) => {
+                    frames.push(serde_json::from_str(&t).unwrap_or(Value::String(t.to_string())))
+                }
+                Some(Ok(Message::Close(f))) => {
+                    answer = Some(Closed {
+                        code: f.as_ref().map(|f| f.code.into()),
+                        reason: f.map(|f| f.reason.to_string()).unwrap_or_default(),
+                        frames: std::mem::take(&mut frames),
+                    });
+                }
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => {
+                    return answer.expect("the hub ended the connection without a close frame");
+                }
+            }
+        }
+    }
+
     /// Drops the TCP connection without a close handshake (a network failure).
     pub fn drop_socket(self) {
         drop(self.ws);

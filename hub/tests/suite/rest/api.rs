@@ -14,6 +14,19 @@ async fn server_message(c: &mut Client) -> Value {
     v
 }
 
+/// The next message, a REST send to `group`: a group message without a sender, as the service
+/// sends it.
+async fn group_message(c: &mut Client, group: &str) -> Value {
+    let v = c.next_json().await;
+    assert_eq!(
+        (&v["type"], &v["from"], &v["group"]),
+        (&json!("message"), &json!("group"), &json!(group)),
+        "{v}"
+    );
+    assert!(v.get("fromUserId").is_none(), "{v}");
+    v
+}
+
 async fn send(rest: &Rest, path: &str, ct: &str, body: &[u8]) -> u16 {
     rest.call(Method::POST, path, Some((ct, body.to_vec())))
         .await
@@ -157,7 +170,7 @@ async fn group_membership_routes_and_group_sends() {
     let n = super::hub();
     let rest = n.rest(0);
     let (mut a, a_id) = n.client("chat", Some("alice"), Some(JSON)).await;
-    let (mut b, b_id) = n.client("chat", Some("bob"), Some(JSON)).await;
+    let (mut b, b_id) = n.client("chat", Some("bob"), Some(RELIABLE)).await;
     let head = |p: String| {
         let rest = &rest;
         async move { rest.call(Method::HEAD, &p, None).await.status }
@@ -197,22 +210,73 @@ async fn group_membership_routes_and_group_sends() {
         200
     );
     let (mut d, _) = n.client("chat", Some("dave"), Some(JSON)).await;
+    // A simple client in the group too, through its user.
+    assert_eq!(
+        rest.call(Method::PUT, "/api/hubs/chat/users/erin/groups/g1", None)
+            .await
+            .status,
+        200
+    );
+    let (mut raw, _) = n.client("chat", Some("erin"), None).await;
+    nerve_testkit::eventually(WAIT, "erin to be registered", || {
+        let rest = &rest;
+        async move {
+            let r = rest
+                .call(Method::HEAD, "/api/hubs/chat/users/erin", None)
+                .await;
+            (r.status == 200).then_some(())
+        }
+    })
+    .await;
 
+    // Group sends reach PubSub clients as group messages, simple clients as the payload.
     let path = format!("/api/hubs/chat/groups/g1/:send?excluded={b_id}");
     assert_eq!(send(&rest, &path, "text/plain", b"to-g1").await, 202);
-    assert_eq!(server_message(&mut a).await["data"], "to-g1");
-    assert_eq!(server_message(&mut d).await["data"], "to-g1");
+    assert_eq!(group_message(&mut a, "g1").await["data"], "to-g1");
+    assert_eq!(group_message(&mut d, "g1").await["data"], "to-g1");
+    assert_eq!(
+        raw.next_message()
+            .await
+            .expect("raw")
+            .into_text()
+            .expect("text")
+            .as_str(),
+        "to-g1"
+    );
     assert_eq!(
         send(
             &rest,
             "/api/hubs/chat/groups/g1/:send?filter=userId%20eq%20%27bob%27",
-            "text/plain",
-            b"bob-only"
+            "application/octet-stream",
+            &[1, 2, 3, 4]
         )
         .await,
         202
     );
-    assert_eq!(server_message(&mut b).await["data"], "bob-only");
+    let m = group_message(&mut b, "g1").await;
+    assert_eq!(
+        (&m["dataType"], &m["data"], &m["sequenceId"]),
+        (&json!("binary"), &json!("AQIDBA=="), &json!(1)),
+        "a reliable client's group message is numbered"
+    );
+    // Erin leaves, so the membership checks below are about the PubSub clients alone.
+    drop(raw);
+    assert_eq!(
+        rest.call(Method::DELETE, "/api/hubs/chat/users/erin/groups", None)
+            .await
+            .status,
+        204
+    );
+    nerve_testkit::eventually(WAIT, "erin to be gone", || {
+        let rest = &rest;
+        async move {
+            let r = rest
+                .call(Method::HEAD, "/api/hubs/chat/users/erin", None)
+                .await;
+            (r.status == 404).then_some(())
+        }
+    })
+    .await;
 
     // Removing: connection from group, user from group, connection from all groups.
     assert_eq!(

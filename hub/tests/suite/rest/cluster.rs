@@ -84,7 +84,13 @@ async fn a_call_on_one_node_reaches_connections_on_another() {
         )
         .await;
     assert_eq!(r.status, 202);
-    assert_eq!(bob.until(|v| v["type"] == "message").await["data"], "to g");
+    // Made on a, it reaches b as the group's message.
+    let m = bob.until(|v| v["type"] == "message").await;
+    assert_eq!(
+        (&m["from"], &m["group"], &m["data"]),
+        (&json!("group"), &json!("g"), &json!("to g")),
+        "{m}"
+    );
 
     // A close made on a: disconnected with the reason, then 1008.
     let r = rest

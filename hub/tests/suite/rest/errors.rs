@@ -257,3 +257,55 @@ async fn bad_parameters_bodies_and_routes() {
         r.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_filters_are_worded_as_the_service_words_them() {
+    let n = Hub::start_with(&[PRIMARY], "", &[]);
+    let rest = n.rest(0);
+    // The text the server SDK's own tests expect from the service for `invalid filter`.
+    let azure = "Invalid syntax for 'invalid filter': Syntax error at position 14 in 'invalid filter'. (Parameter 'filter')";
+    for path in [
+        "/api/hubs/chat/:send?filter=invalid%20filter",
+        "/api/hubs/chat/users/u/:send?filter=invalid%20filter",
+        "/api/hubs/chat/groups/g/:send?filter=invalid%20filter",
+    ] {
+        let r = rest
+            .call(Method::POST, path, Some(("text/plain", b"x".to_vec())))
+            .await;
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert_eq!(
+            r.headers
+                .get("x-ms-error-code")
+                .and_then(|v| v.to_str().ok()),
+            Some("BadRequest")
+        );
+        let body = r.json();
+        assert_eq!(body["message"], azure, "{path}");
+        // Nerve's own explanation, with the byte position, rides along.
+        assert!(
+            body["details"][0]["message"]
+                .as_str()
+                .is_some_and(|d| d.contains("unexpected 'filter'")),
+            "{path}: {body}"
+        );
+    }
+    let r = rest
+        .post_json(
+            "/api/hubs/chat/:addToGroups",
+            json!({"groups": ["g"], "filter": "invalid filter"}),
+        )
+        .await;
+    assert_eq!((r.status, r.json()["message"].clone()), (400, json!(azure)));
+    // Other errors keep the shape and point at the expression at fault.
+    let r = rest
+        .call(
+            Method::POST,
+            "/api/hubs/chat/:send?filter=userId%20eq%201",
+            Some(("text/plain", b"x".to_vec())),
+        )
+        .await;
+    assert_eq!(
+        r.json()["message"],
+        "Invalid syntax for 'userId eq 1': Cannot compare a string with a number using 'eq', at position 10 in 'userId eq 1'. (Parameter 'filter')"
+    );
+}

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::harness::{ALL_ROLES, Client, Hub, JSON, RELIABLE};
+use crate::harness::{ALL_ROLES, Client, Hub, JSON, RELIABLE, WAIT, metric};
 
 #[tokio::test]
 async fn connected_frame_and_subprotocol_echo() {
@@ -229,4 +229,17 @@ async fn query_form_endpoint_and_bearer_header() {
     use futures_util::StreamExt;
     let m = ws.next().await.unwrap().unwrap();
     assert!(m.to_text().unwrap().contains("\"userId\":\"q\""));
+}
+
+#[tokio::test]
+async fn a_plain_client_close_is_echoed_and_ends_the_connection() {
+    let hub = Hub::start();
+    let mut c = hub.connect("chat", Some("a"), ALL_ROLES, Some(JSON)).await;
+    c.next_json().await;
+    // The echo carries the client's code, so the client sees a clean close (not 1006).
+    assert_eq!(c.close_with(Some(1000)).await.code, Some(1000));
+    nerve_testkit::eventually(WAIT, "the connection to be removed", || async {
+        (metric(&hub.metrics().await, "nerve_connections") == 0.0).then_some(())
+    })
+    .await;
 }

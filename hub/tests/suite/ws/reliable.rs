@@ -1,5 +1,5 @@
-//! End-to-end tests of the reliable protocol: sequence ids, acks, resume after a dropped socket,
-//! refused resumes, slow consumers, and graceful shutdown.
+//! End-to-end tests of the reliable protocol: sequence ids, acks, resume after a dropped socket
+//! or a client's close frame, refused resumes, slow consumers, and graceful shutdown.
 
 use std::time::Duration;
 
@@ -109,6 +109,89 @@ async fn resume_after_drop_resends_unacked_in_order_and_keeps_groups() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_and_keeps_the_session_whatever_the_code() {
+    let hub = Hub::start();
+    let mut p = hub.connect("chat", Some("p"), ALL_ROLES, Some(JSON)).await;
+    p.next_json().await;
+    let mut ack = 0;
+    // No code is what the official JS client's own close sends; 1001 the Python SDK's
+    // recovery test; 3001 Azure's reliable chat sample.
+    for code in [None, Some(1000), Some(1001), Some(3001), Some(4000)] {
+        let mut r = hub
+            .connect("chat", Some("r"), ALL_ROLES, Some(RELIABLE))
+            .await;
+        let (id, token) = connected(&mut r).await;
+        r.send(json!({"type":"joinGroup","group":"g","ackId":1}))
+            .await;
+        r.ack(1).await;
+        for i in 1..=3 {
+            ack += 1;
+            publish(&mut p, ack, json!(i)).await;
+            let m = r.until(|v| v["type"] == "message").await;
+            assert_eq!(
+                (m["sequenceId"].clone(), m["data"].clone()),
+                (json!(i), json!(i))
+            );
+        }
+        r.send(json!({"type":"sequenceAck","sequenceId":2})).await;
+        r.send(json!({"type":"ping"})).await;
+        r.until(|v| v["type"] == "pong").await;
+
+        // A clean close: the hub echoes the code, with no `disconnected` before it.
+        let closed = r.close_with(code).await;
+        assert_eq!(closed.code, code, "{closed:?}");
+        assert!(closed.frames.is_empty(), "{closed:?}");
+
+        // Published while the client is away.
+        for i in 4..=5 {
+            ack += 1;
+            publish(&mut p, ack, json!(i)).await;
+        }
+        let mut r2 = Client::connect(&resume_url(&hub, &id, &token, false), Some(RELIABLE))
+            .await
+            .unwrap();
+        let (id2, _) = connected(&mut r2).await;
+        assert_eq!(
+            id2, id,
+            "close {code:?}: the session keeps its connection id"
+        );
+        // Unacked 3, then 4 and 5, each once with its sequence id; then the group continues.
+        ack += 1;
+        publish(&mut p, ack, json!(6)).await;
+        for i in 3..=6 {
+            let m = r2.next_json().await;
+            assert_eq!(
+                (m["sequenceId"].clone(), m["data"].clone()),
+                (json!(i), json!(i)),
+                "close {code:?}"
+            );
+        }
+        r2.send(json!({"type":"sequenceAck","sequenceId":6})).await;
+        r2.send(json!({"type":"leaveGroup","group":"g","ackId":2}))
+            .await;
+        r2.ack(2).await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_closed_by_its_client_expires_after_the_reconnect_window() {
+    let hub = Hub::start_with_config("[limits]\nreconnect_window_secs = 1\n");
+    let mut r = hub.connect("chat", None, ALL_ROLES, Some(RELIABLE)).await;
+    let (id, token) = connected(&mut r).await;
+    assert_eq!(r.close_with(Some(1000)).await.code, Some(1000));
+    // Kept for the window, then gone without a client.
+    nerve_testkit::eventually(Duration::from_secs(5), "session expiry", || async {
+        (metric(&hub.metrics().await, "nerve_connections") == 0.0).then_some(())
+    })
+    .await;
+    let url = resume_url(&hub, &id, &token, false);
+    let mut c = Client::connect(&url, Some(RELIABLE)).await.unwrap();
+    let closed = c.closed().await;
+    assert_eq!(closed.frames[0]["event"], "disconnected");
+    assert_eq!(closed.code, Some(1008));
 }
 
 #[tokio::test]
