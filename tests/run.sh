@@ -7,23 +7,12 @@ root=$(pwd)
 
 say() { printf '\n==> %s\n' "$*"; }
 
-apt_install() {
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    if [ -z "${NERVE_APT_UPDATED:-}" ]; then
-      DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-      export NERVE_APT_UPDATED=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-  else
-    echo "missing: $* (install it, or run as root so this script can)" >&2
-    exit 1
-  fi
-}
+. "$root/tests/lib.sh"
 
 say "prerequisites"
-command -v redis-server >/dev/null || apt_install redis-server
-command -v redis-cli >/dev/null || apt_install redis-tools
-command -v node >/dev/null || apt_install nodejs npm
+command -v redis-server >/dev/null || need redis-server
+command -v redis-cli >/dev/null || need redis-tools
+command -v node >/dev/null || need nodejs npm
 redis-server --version
 
 say "build"

@@ -431,6 +431,29 @@ impl Bus {
         Ok(out)
     }
 
+    /// Dead letters of `capability`, or of every capability the bus knows when `None`.
+    pub async fn dead_letters_of(
+        &self,
+        capability: Option<&str>,
+    ) -> Result<Vec<DeadLetter>, BusError> {
+        let caps = match capability {
+            Some(c) => vec![c.to_string()],
+            None => self
+                .inner
+                .transport
+                .capabilities()
+                .await?
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for cap in caps {
+            out.extend(self.dead_letters(&cap).await?);
+        }
+        Ok(out)
+    }
+
     /// Messages of `capability` waiting, in flight and dead-lettered, over all its partitions.
     pub async fn queue_levels(&self, capability: &str) -> Result<QueueLevels, BusError> {
         self.sum_levels(self.partitions(capability)).await

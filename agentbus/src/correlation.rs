@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::a2a::{StreamResponse, TaskState};
 use crate::bus::Bus;
@@ -13,7 +13,7 @@ use crate::envelope::{Envelope, types};
 use crate::error::BusError;
 
 /// One event in the chain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventSummary {
     /// Event id.
@@ -29,7 +29,7 @@ pub struct EventSummary {
 }
 
 /// One task in the chain with its events and sub-tasks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskNode {
     /// Task id.
@@ -51,7 +51,7 @@ pub struct TaskNode {
 }
 
 /// A whole chain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CorrelationTree {
     /// The chain id.

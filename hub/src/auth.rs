@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use nerve_protocol::access::{ClientProtocol, ConnectionString};
+
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -236,6 +238,13 @@ impl AccessKeys {
             other: BTreeMap::new(),
         })
     }
+}
+
+/// Logs why a caller of `endpoint` was refused, so whoever runs the hub can tell a wrong
+/// key from an expired token. The reason is logged; the token never is (it is a credential,
+/// and `AuthError` messages carry none of it).
+pub fn log_refusal(endpoint: &str, reason: &dyn std::fmt::Display) {
+    tracing::info!(endpoint, %reason, "401: token refused");
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.

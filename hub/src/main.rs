@@ -15,11 +15,23 @@ use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Config {
-        action: ConfigAction::Check { file },
-    }) = &cli.command
-    {
-        return check_config(file);
+    match &cli.command {
+        Some(Command::Config {
+            action: ConfigAction::Check { file },
+        }) => return check_config(file),
+        Some(Command::Token(args)) => {
+            return match nerve_hub::config::token::run(&cli, args) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("nerve token: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -35,23 +47,16 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     match Config::resolve(&cli) {
         Ok(c) => {
             println!("{}: OK", file.display());
-            println!("listen = {}", c.listen);
-            println!("access keys = {}", c.access_keys.len());
-            println!("limits = {:?}", c.limits);
-            match c.telemetry.traces_url() {
-                Some(url) => println!(
-                    "telemetry = OTLP/HTTP to {url}, service.name {}",
-                    c.telemetry.service_name
-                ),
-                None => println!("telemetry = off"),
-            }
-            for (name, hub) in &c.hubs {
-                println!("hub {name} = {hub:?}");
-            }
+            println!();
+            println!(
+                "# The effective settings: this file over the defaults (flags and NERVE_* \
+                 variables given at start override them)."
+            );
+            print!("{}", c.report());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}: {e}", file.display());
             ExitCode::FAILURE
         }
     }
@@ -127,30 +132,51 @@ fn serve_until_signal(config: Config) -> anyhow::Result<()> {
 }
 
 fn print_banner(state: &Node, bound: std::net::SocketAddr) {
-    let endpoint = state.config().endpoint(bound);
+    let config = state.config();
+    let endpoint = config.endpoint(bound);
     let key = state.keys().primary();
     let hub = "chat";
-    let ws_endpoint = endpoint
-        .replacen("http://", "ws://", 1)
-        .replacen("https://", "wss://", 1);
-    let aud = format!("{endpoint}/client/hubs/{hub}");
     let roles = [
         "webpubsub.joinLeaveGroup".to_string(),
         "webpubsub.sendToGroup".to_string(),
     ];
+    let aud = format!("{endpoint}/client/hubs/{hub}");
     let token = state
         .keys()
         .client_token(&aud, Some("demo"), &roles, &[], 3600);
     println!("Nerve is listening on {bound}");
+    if bound.ip().is_unspecified() && config.public_endpoint.is_none() {
+        println!(
+            "(on every interface: the URLs below name this machine; pass --public-endpoint \
+             with the address clients use)"
+        );
+    }
     println!();
-    println!("Connection string (for the Azure Web PubSub server SDKs):");
+    println!("Start page (endpoints, demo pages, how to connect): {endpoint}/");
+    if !config.demo_tokens {
+        println!(
+            "The demo pages are off: {}",
+            if bound.ip().is_loopback() {
+                "[demo] enabled = false"
+            } else {
+                "they mint tokens, so they run only on a loopback listener"
+            }
+        );
+    }
+    println!();
+    println!(
+        "Connection string (for the Azure Web PubSub server SDKs, `nerve token` and the Nerve clients):"
+    );
     println!("Endpoint={endpoint};AccessKey={key};Version=1.0;");
-    if state.config().generated_key {
+    if config.generated_key {
         println!("(a random access key was generated; pass --access-key to fix one)");
     }
     println!();
     println!("Client URL for hub '{hub}', user 'demo', valid for one hour:");
-    println!("{ws_endpoint}/client/hubs/{hub}?access_token={token}");
+    println!(
+        "{}/client/hubs/{hub}?access_token={token}",
+        nerve_hub::config::ws_endpoint(&endpoint)
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
 }

@@ -39,7 +39,7 @@ pub const TRACESTATE: &str = "tracestate";
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Trace export settings (`[telemetry]`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetrySettings {
     /// OTLP/HTTP collector base URL, e.g. `http://127.0.0.1:4318` (spans go to

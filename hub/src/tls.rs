@@ -1,18 +1,19 @@
 //! Transport security: TLS for the listener (rustls), so the hub serves `https`/`wss` itself
 //! when `[tls]` names a certificate chain and key in PEM files; the browser origin allow-list
-//! for WebSocket upgrades; and CORS for the REST API (`[security]`).
+//! for WebSocket upgrades; CORS for the REST API (`[security]`); and which requests come from
+//! this machine (the only callers shown secrets such as the access key or demo tokens).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
 /// `[tls]`: PEM files of the certificate chain and its private key.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSettings {
     /// Certificate chain, leaf first (PEM).
@@ -27,12 +28,22 @@ impl TlsSettings {
         self.cert_file.is_some() && self.key_file.is_some()
     }
 
-    /// Both files or neither.
+    /// Both files or neither, and when both, a certificate chain and key that load and
+    /// match: a file that is missing or wrong is found here, not when the listener starts.
     pub fn validate(&self) -> Result<(), String> {
-        if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err("tls needs both cert_file and key_file (--tls-cert and --tls-key)".into());
+        match (&self.cert_file, &self.key_file) {
+            (None, None) => Ok(()),
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("cert_file", cert), ("key_file", key)] {
+                    std::fs::metadata(path)
+                        .map_err(|e| format!("tls.{name} {}: {e}", path.display()))?;
+                }
+                acceptor(cert, key)
+                    .map(|_| ())
+                    .map_err(|e| format!("tls: {e}"))
+            }
+            _ => Err("tls needs both cert_file and key_file (--tls-cert and --tls-key)".into()),
         }
-        Ok(())
     }
 }
 
@@ -94,6 +105,29 @@ pub fn origin_allowed(allowed: &[String], headers: &http::HeaderMap) -> bool {
         .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
+/// Whether a request comes from this machine: a loopback peer that also named a loopback
+/// host. The `Host` check keeps out pages of other sites that rebind their DNS name to
+/// 127.0.0.1 to read a local hub through the visitor's browser.
+pub fn from_this_machine(peer: std::net::IpAddr, headers: &http::HeaderMap) -> bool {
+    if !peer.is_loopback() {
+        return false;
+    }
+    let Some(host) = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The CORS layer of the REST API, or `None` when no origin is configured.
 pub fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     use http::{HeaderName, HeaderValue, Method, header};
@@ -132,6 +166,34 @@ pub fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_loopback_callers_naming_a_loopback_host_are_local() {
+        let local: std::net::IpAddr = [127, 0, 0, 1].into();
+        let remote: std::net::IpAddr = [10, 0, 0, 7].into();
+        let with_host = |h: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(http::header::HOST, h.parse().expect("host"));
+            m
+        };
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "[::1]:8080",
+            "127.0.0.2",
+        ] {
+            assert!(super::from_this_machine(local, &with_host(host)), "{host}");
+        }
+        for host in ["evil.example:8080", "10.0.0.7:8080", "[2001:db8::1]:80"] {
+            assert!(!super::from_this_machine(local, &with_host(host)), "{host}");
+        }
+        assert!(!super::from_this_machine(local, &http::HeaderMap::new()));
+        assert!(!super::from_this_machine(
+            remote,
+            &with_host("127.0.0.1:8080")
+        ));
+    }
+
     use super::*;
 
     #[test]

@@ -12,10 +12,12 @@
 //! - [`payload`]: message data, validated once and shared as bytes.
 //! - [`close`]: the one table of close codes and error names.
 //! - [`bus`] and [`a2a`]: what the agent socket carries, and the A2A v1.0 shapes.
+//! - [`access`]: connection strings and the client endpoints tokens are for.
 
 #![warn(missing_docs)]
 
 pub mod a2a;
+pub mod access;
 pub mod bus;
 pub mod client_frame;
 pub mod close;

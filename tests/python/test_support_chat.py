@@ -1,7 +1,7 @@
-"""End-to-end run of the support-chat worked example (examples/support-chat): a customer asks
-for a refund, triage delegates to orders and billing, billing asks a human, the human approves
-through the operations API while watching the chain in the hub's correlation group; then the
-whole correlation tree and every final task state are checked."""
+"""End-to-end run of the support-chat worked example (examples/support-chat, whose agents use the
+Python SDK): a customer asks for a refund, triage delegates to orders and billing, billing asks a
+person, who answers "yes" through the operations API while watching the chain in the hub's
+correlation group; then the whole correlation tree and every final task state are checked."""
 
 import asyncio
 import json
@@ -14,14 +14,17 @@ import websockets
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "examples", "support-chat"))
 
-from agents import start_agents  # noqa: E402
+from agents import team  # noqa: E402
+from nerve_client import ConnectionString  # noqa: E402
 from nerve_harness import Hub  # noqa: E402
 
 
 async def main():
     hub = Hub()
     try:
-        conns, serving = await start_agents(hub.base, hub.key)
+        agents = team(ConnectionString(f"Endpoint={hub.base};AccessKey={hub.key};Version=1.0;"))
+        serving = [asyncio.create_task(a.run()) for a in agents]
+        await asyncio.wait_for(asyncio.gather(*(a.registered.wait() for a in agents)), 30)
         user = hub.token("carol", ["bus.submit.support.triage", "bus.reply.billing.refund",
                                    "bus.watch", "webpubsub.joinLeaveGroup"])
         api = httpx.AsyncClient(base_url=hub.base, headers={"Authorization": f"Bearer {user}"},
@@ -74,7 +77,7 @@ async def main():
                 question = question_in(env)
         refund_task, text = question
         assert "59.90 EUR" in text, text
-        await op("bus.task.reply", {"taskId": refund_task, "text": "approve"})
+        await op("bus.task.reply", {"taskId": refund_task, "text": "yes"})
 
         done = await op("bus.task.wait", {"taskId": root, "timeoutMs": 60000})
         final = done["task"]["task"]
@@ -102,10 +105,9 @@ async def main():
         print(f"support chat: chain {root} -> {sorted(kids)} completed; answer: {answer}")
         await ws.close()
         await api.aclose()
-        for t in serving:
-            t.cancel()
-        for c in conns:
-            await c.close()
+        for a in agents:
+            await a.stop()
+        await asyncio.gather(*serving)
     finally:
         hub.stop()
 

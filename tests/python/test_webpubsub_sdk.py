@@ -6,6 +6,8 @@ nothing, on one node and across two nodes sharing a real Redis."""
 
 import threading
 
+from websocket import WebSocketConnectionClosedException
+
 from azure.messaging.webpubsubclient import WebPubSubClient, WebPubSubClientCredential
 from azure.messaging.webpubsubclient.models import CallbackType, WebPubSubDataType
 from azure.messaging.webpubsubservice import WebPubSubServiceClient
@@ -26,6 +28,7 @@ class Observed:
         self.client = WebPubSubClient(WebPubSubClientCredential(url), message_retry_total=10)
         self.lock = threading.Lock()
         self.group, self.server, self.connected, self.disconnected = [], [], [], []
+        self.closed_last = None
         self.client.subscribe(CallbackType.GROUP_MESSAGE, self._record(self.group))
         self.client.subscribe(CallbackType.SERVER_MESSAGE, self._record(self.server))
         self.client.subscribe(CallbackType.CONNECTED, self._record(self.connected))
@@ -47,10 +50,19 @@ class Observed:
         """Closes the SDK's socket with a close frame carrying `code`, as the SDK's own recovery
         test does; the SDK's reading thread then gets the hub's answer and recovers (the
         test's `sock.close` would read that answer itself, on this thread)."""
-        # After an earlier close, the SDK may still be recovering: close its next socket.
-        ws = wait_for(lambda: self.client.is_connected() and self.client._ws
-                      and self.client._ws.sock, 30, "the client connected again")
-        ws.send_close(status=code)
+        # After an earlier close, the SDK may still be recovering and still show the socket it
+        # is leaving: wait for a socket other than the one closed last, and if that one too is
+        # already gone when the close frame goes out, close the one the SDK opens next.
+        while True:
+            ws = wait_for(lambda: self.client.is_connected() and self.client._ws
+                          and self.client._ws.sock is not self.closed_last
+                          and self.client._ws.sock, 30, "the client connected again")
+            self.closed_last = ws
+            try:
+                ws.send_close(status=code)
+                return
+            except (BrokenPipeError, ConnectionResetError, WebSocketConnectionClosedException):
+                continue
 
     def stop(self):
         self.client.close()

@@ -6,22 +6,14 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-  else
-    echo "missing: python3-venv" >&2
-    exit 1
-  fi
-fi
 . "$root/tests/lib.sh"
+python3 -c 'import ensurepip, venv' 2>/dev/null || need python3-venv
 nerve_bin "$root"
 venv="$root/target/py-a2a-venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install -q -r tests/python/requirements.txt
+"$venv/bin/pip" install -q -r tests/python/requirements.txt ./clients/python
 cd tests/python
 timeout 120 "$venv/bin/python" test_a2a_sdk.py
 timeout 120 "$venv/bin/python" test_support_chat.py

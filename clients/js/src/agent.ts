@@ -95,8 +95,9 @@ export class TaskContext {
     return (await this.bus.invoke("bus.task.artifact", data)).version;
   }
 
-  /** Asks the human (input-required) and resolves with the answer's text. */
-  async ask(question: string, timeoutMs = 30_000): Promise<string> {
+  /** Asks a person (input-required) and resolves with the answer's text; people answer in
+   * minutes, so it waits an hour by default. */
+  async ask(question: string, timeoutMs = 3_600_000): Promise<string> {
     const r = await this.bus.invoke("bus.task.ask", { taskId: this.id, question, timeoutMs }, timeoutMs + 5_000);
     return String(r.text ?? "");
   }
@@ -167,9 +168,9 @@ export class Agent {
         await bus.invoke("bus.register", { card: this.card, maxInFlight: this.maxInFlight });
       } catch (e) {
         bus.close();
-        if (e instanceof BusError && ["Forbidden", "BadRequest", "Conflict"].includes(e.errorName)) throw e;
-        // Node's `ws` names the handshake status; browsers do not say why a socket failed.
-        if (/server response: 40[13]\b/.test(String((e as Error)?.message))) throw new BusError("Unauthorized", (e as Error).message);
+        // A refusal will not change by retrying (browsers do not say why a socket failed, so
+        // there a bad token looks like an outage and is retried).
+        if (e instanceof BusError && ["Unauthorized", "Forbidden", "BadRequest", "Conflict"].includes(e.errorName)) throw e;
         await Promise.race([delay(backoff), this.stopping]);
         backoff = Math.min(backoff * 2, 5_000);
         continue;

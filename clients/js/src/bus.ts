@@ -5,7 +5,7 @@
  */
 
 import { AsyncQueue } from "./queue.js";
-import { busUrl, openSocket, type Socket } from "./socket.js";
+import { busUrl, HandshakeRefused, openSocket, refusalName, type Socket } from "./socket.js";
 
 const SUBPROTOCOL = "json.webpubsub.azure.v1";
 const MAX_WAIT_MS = 300_000;
@@ -14,7 +14,8 @@ const MAX_WAIT_MS = 300_000;
 export const TERMINAL_STATES = ["TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED", "TASK_STATE_REJECTED"];
 
 /** A failed operation: `errorName` is Forbidden, BadRequest, NotFound, Conflict, Timeout,
- * Unavailable, or ConnectionLost when the socket closed first. */
+ * Unavailable, ConnectionLost when the socket closed first, or Unauthorized when the hub
+ * refused the token (the message says why). */
 export class BusError extends Error {
   /** The error name. */
   readonly errorName: string;
@@ -128,6 +129,9 @@ export class BusClient {
       }
       if (f.type === "system" && f.event === "connected") hello(f);
       else this.onFrame(f);
+    }).catch((e: unknown) => {
+      if (e instanceof HandshakeRefused) throw new BusError(refusalName(e.status), e.message);
+      throw e;
     });
     this.socket = socket;
     this.closed = socket.closed.then((code) => {

@@ -8,7 +8,7 @@
  */
 
 import { AsyncQueue } from "./queue.js";
-import { delay, openSocket, recoveryUrl, type Socket } from "./socket.js";
+import { delay, HandshakeRefused, openSocket, recoveryUrl, refusalName, type Socket } from "./socket.js";
 
 /** Subprotocol with sequence ids and recovery (the default). */
 export const RELIABLE = "json.reliable.webpubsub.azure.v1";
@@ -37,11 +37,15 @@ export interface HubMessage {
 
 /** The hub refused a request (`Forbidden`, `NotFound`, ...), or the connection failed. */
 export class HubError extends Error {
-  /** The hub's error name, or ConnectionLost / Timeout / Closed. */
+  /** The hub's error name, or ConnectionLost / ConnectionFailed / Unauthorized / Timeout /
+   * Closed. */
   readonly errorName: string;
-  constructor(errorName: string, message: string) {
+  /** The HTTP status of a refused handshake (401 for a bad token), when the platform tells. */
+  readonly status?: number;
+  constructor(errorName: string, message: string, status?: number) {
     super(`${errorName}: ${message}`);
     this.errorName = errorName;
+    this.status = status;
   }
 }
 
@@ -275,7 +279,10 @@ export class HubClient {
         socket = await openSocket(url, this.opts.protocol, (text, s) => this.onText(text, s, recovering));
       } catch (e) {
         if (this.onFirst) {
-          this.onFirst.reject(new HubError("ConnectionFailed", (e as Error).message));
+          const error = e instanceof HandshakeRefused
+            ? new HubError(refusalName(e.status), e.message, e.status)
+            : new HubError("ConnectionFailed", (e as Error).message);
+          this.onFirst.reject(error);
           this.onFirst = undefined;
           this.stop();
           return;

@@ -10,4 +10,6 @@ export type { TaskRecord, A2AMessage, Submitted, SubmitOptions, Push } from "./b
 export { Agent, TaskContext, TaskRejected, TaskRetry } from "./agent.js";
 export type { AgentCard, Handler, HandlerResult } from "./agent.js";
 export { AsyncQueue } from "./queue.js";
-export { busUrl } from "./socket.js";
+export { busUrl, HandshakeRefused } from "./socket.js";
+export { ConnectionString, CONNECTION_STRING_ENV, sign } from "./tokens.js";
+export type { ClientTokenOptions } from "./tokens.js";

@@ -1,7 +1,8 @@
 /**
- * One WebSocket shape for browsers and Node: the global WebSocket where there is one
- * (browsers, Node 22+), else the `ws` package (Node 20). The clients see text frames, a
- * close code, and `abort()` to cut the socket as a network failure would.
+ * One WebSocket shape for browsers and Node: the `ws` package in Node (it shows a refused
+ * handshake's status and body, so a 401 says why), the global WebSocket in browsers. The
+ * clients see text frames, a close code, and `abort()` to cut the socket as a network
+ * failure would.
  */
 
 /** A connected text-frame socket. */
@@ -26,6 +27,40 @@ interface RawSocket {
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: { code: number }) => void) | null;
   onerror: ((ev: unknown) => void) | null;
+  /** `ws` only: the answer of a handshake that was not upgraded. */
+  on?(event: "unexpected-response", listener: (req: { destroy(): void }, res: RefusedResponse) => void): void;
+}
+
+interface RefusedResponse {
+  statusCode?: number;
+  statusMessage?: string;
+  setEncoding(enc: string): void;
+  on(event: "data", listener: (chunk: string) => void): void;
+  on(event: "end" | "error", listener: () => void): void;
+}
+
+/** The hub answered the handshake with an HTTP error: `status` (401 for a bad token) and the
+ * hub's `reason`. Browsers hide both; there the socket just fails. */
+export class HandshakeRefused extends Error {
+  constructor(readonly status: number, readonly reason: string) {
+    super(`the hub refused the connection (HTTP ${status}): ${reason}`);
+  }
+}
+
+/** The error name a refused handshake's status stands for. */
+export function refusalName(status: number): string {
+  return status === 401 ? "Unauthorized" : status === 403 ? "Forbidden" : "ConnectionFailed";
+}
+
+/** The reason in a refused handshake's body: the `message` of the hub's JSON, or its text. */
+function reasonOf(body: string, fallback: string): string {
+  try {
+    const parsed = JSON.parse(body) as { message?: unknown; code?: unknown };
+    if (typeof parsed.message === "string" && parsed.message) return parsed.message;
+  } catch {
+    // A plain-text body is the reason itself.
+  }
+  return body.trim() || fallback;
 }
 
 type RawCtor = new (url: string, protocols: string | string[]) => RawSocket;
@@ -34,8 +69,15 @@ let ctorPromise: Promise<RawCtor> | null = null;
 
 function webSocketCtor(): Promise<RawCtor> {
   const global = (globalThis as { WebSocket?: RawCtor }).WebSocket;
-  if (global) return Promise.resolve(global);
-  ctorPromise ??= import("ws").then((m) => (m.WebSocket ?? m.default) as unknown as RawCtor);
+  const node = typeof process !== "undefined" && typeof process.versions?.node === "string";
+  if (global && !node) return Promise.resolve(global);
+  ctorPromise ??= import("ws").then(
+    (m) => (m.WebSocket ?? m.default) as unknown as RawCtor,
+    (e) => {
+      if (global) return global;
+      throw e;
+    },
+  );
   return ctorPromise;
 }
 
@@ -90,6 +132,22 @@ export async function openSocket(
       reject(new Error(`socket closed during the handshake (${ev.code})`));
       resolveClosed(ev.code);
     };
+    raw.on?.("unexpected-response", (req, res) => {
+      clearTimeout(timer);
+      const status = res.statusCode ?? 0;
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk) => {
+        if (body.length < 4096) body += chunk;
+      });
+      const done = () => {
+        reject(new HandshakeRefused(status, reasonOf(body, res.statusMessage ?? "")));
+        resolveClosed(1006);
+        req.destroy();
+      };
+      res.on("end", done);
+      res.on("error", done);
+    });
   });
   raw.onerror = () => {};
   raw.onclose = (ev) => resolveClosed(ev.code);

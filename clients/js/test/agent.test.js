@@ -161,7 +161,8 @@ test("a refused token or card stops the agent", async () => {
   try {
     const bad = new Agent(hub.endpoint, hub.busToken("x", ["bus.serve.a.b"]) + "x", { id: "x", name: "X" });
     bad.skill("a.b", async () => "");
-    await assert.rejects(bad.run(), (e) => e instanceof BusError && e.errorName === "Unauthorized");
+    await assert.rejects(bad.run(), (e) => e instanceof BusError && e.errorName === "Unauthorized"
+      && /signature is invalid/.test(e.message));
     const unserved = new Agent(hub.endpoint, hub.busToken("y", ["bus.serve.a.b"]), { id: "y", name: "Y" });
     unserved.skill("c.d", async () => "");
     await assert.rejects(unserved.run(), (e) => e instanceof BusError && e.errorName === "Forbidden");

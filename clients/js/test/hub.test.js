@@ -63,7 +63,7 @@ test("refusals are HubErrors with the hub's name; callbacks fire", () =>
     await assert.rejects(mallory.joinGroup("room"), (e) => e instanceof HubError && e.errorName === "Forbidden");
     await assert.rejects(mallory.sendToGroup("room", 1), (e) => e.errorName === "Forbidden");
     const bad = new HubClient(hub.clientUrl("chat", "x", []) + "x");
-    await assert.rejects(bad.start(), (e) => e.errorName === "ConnectionFailed");
+    await assert.rejects(bad.start(), (e) => e.errorName === "Unauthorized" && e.status === 401);
     const carol = await connect("carol", ALL);
     const seen = [];
     const got = new Promise((r) => carol.on("group-message", (m) => (seen.push(m.data), r())));

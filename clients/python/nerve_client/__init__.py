@@ -3,9 +3,11 @@
 from .agent import Agent, Task, TaskRejected, TaskRetry
 from .bus import TERMINAL, BusClient, BusError, message_text, task_state
 from .hub import JSON, RELIABLE, AckError, HubClient, HubError, Message, MessageStream
+from .tokens import ConnectionString
 
 __all__ = [
     "Agent", "Task", "TaskRejected", "TaskRetry",
     "BusClient", "BusError", "TERMINAL", "message_text", "task_state",
     "HubClient", "HubError", "AckError", "Message", "MessageStream", "JSON", "RELIABLE",
+    "ConnectionString",
 ]

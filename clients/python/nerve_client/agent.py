@@ -13,8 +13,6 @@ import logging
 import random
 from typing import Any, Awaitable, Callable, Optional
 
-from websockets.exceptions import InvalidStatus
-
 from .bus import BusClient, BusError, message_text
 
 log = logging.getLogger("nerve_client.agent")
@@ -78,9 +76,10 @@ class Task:
             "taskId": self.id, "artifact": art, "append": append, "lastChunk": last_chunk})
         return r["version"]
 
-    async def ask(self, question: str, timeout: float = 30.0) -> str:
-        """Puts the task in input-required and returns the answer's text; raises BusError
-        (Timeout, or Conflict if the task was canceled meanwhile)."""
+    async def ask(self, question: str, timeout: float = 3600.0) -> str:
+        """Puts the task in input-required and returns the answer's text. A person answers
+        in minutes, so it waits an hour by default; raises BusError (Timeout, saying what
+        went unanswered, or Conflict if the task was canceled meanwhile)."""
         r = await self._agent.invoke(
             "bus.task.ask", {"taskId": self.id, "question": question,
                              "timeoutMs": int(timeout * 1000)}, timeout=timeout + 5)
@@ -145,10 +144,9 @@ class Agent(BusClient):
                 await self.register()
                 delay = 0.2
             except Exception as e:  # noqa: BLE001 - anything but a refusal is retried
-                if isinstance(e, BusError) and e.name in ("Forbidden", "BadRequest", "Conflict"):
+                if isinstance(e, BusError) and e.name in (
+                        "Unauthorized", "Forbidden", "BadRequest", "Conflict"):
                     raise
-                if isinstance(e, InvalidStatus) and e.response.status_code in (401, 403):
-                    raise BusError("Unauthorized", str(e)) from e
                 log.warning("agent connect failed: %s", e)
                 await self._sleep(delay + random.random() * delay)
                 delay = min(delay * 2, 5.0)
@@ -222,7 +220,9 @@ class Agent(BusClient):
             op, data = "bus.task.retry", {"taskId": task.id, "reason": str(e) or "retry"}
         except Exception as e:  # noqa: BLE001 - a handler failure fails its task only
             log.exception("handler for %s failed", task.capability)
-            op, data = "bus.task.fail", {"taskId": task.id, "reason": f"{type(e).__name__}: {e}"}
+            # A bus error already reads as a reason ("Timeout: nobody answered …").
+            reason = str(e) if isinstance(e, BusError) else f"{type(e).__name__}: {e}"
+            op, data = "bus.task.fail", {"taskId": task.id, "reason": reason}
         finally:
             self._running.pop(task.id, None)
         try:

@@ -15,7 +15,9 @@ from typing import Any, AsyncIterator, Optional
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from .hub import handshake_refusal
 
 
 def _dumps(frame: dict) -> str:
@@ -31,7 +33,8 @@ MAX_WAIT_MS = 300_000
 
 class BusError(Exception):
     """An operation failed: ``name`` is Forbidden, BadRequest, NotFound, Conflict, Timeout,
-    Unavailable, or ConnectionLost when the socket dropped before the answer."""
+    Unavailable, ConnectionLost when the socket dropped before the answer, or Unauthorized
+    when the hub refused the token (``message`` says why)."""
 
     def __init__(self, name: str, message: str):
         super().__init__(f"{name}: {message}")
@@ -82,8 +85,14 @@ class BusClient:
     async def connect(self) -> "BusClient":
         """Opens the socket and waits for ``connected``."""
         self.closed.clear()
-        ws = await connect(self.url, subprotocols=[SUBPROTOCOL], open_timeout=10,
-                           max_size=2 * 2**20, ping_interval=None)
+        try:
+            ws = await connect(self.url, subprotocols=[SUBPROTOCOL], open_timeout=10,
+                               max_size=2 * 2**20, ping_interval=None)
+        except InvalidStatus as e:
+            status, reason = handshake_refusal(e) or (0, str(e))
+            name = {401: "Unauthorized", 403: "Forbidden"}.get(status, "Unavailable")
+            raise BusError(name, f"the hub refused the bus socket (HTTP {status}): {reason}") \
+                from e
         hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
         self.connection_id = hello.get("connectionId")
         self.user_id = hello.get("userId")

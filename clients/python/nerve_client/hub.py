@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 RELIABLE = "json.reliable.webpubsub.azure.v1"
 JSON = "json.webpubsub.azure.v1"
@@ -32,7 +32,29 @@ log = logging.getLogger("nerve_client.hub")
 
 
 class HubError(Exception):
-    """A failure of the hub connection (handshake refused, closed, timed out)."""
+    """A failure of the hub connection (handshake refused, closed, timed out). A refused
+    handshake has the HTTP ``status`` (401 for a bad token) and the hub's ``reason``."""
+
+    def __init__(self, message: str, *, status: Optional[int] = None,
+                 reason: Optional[str] = None):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+def handshake_refusal(e: BaseException) -> Optional[tuple[int, str]]:
+    """The HTTP status and the hub's reason of a refused WebSocket handshake, if ``e`` is
+    one: the hub answers ``{"code", "message"}`` JSON (or plain text) with the status."""
+    if not isinstance(e, InvalidStatus):
+        return None
+    response = e.response
+    body = (response.body or b"").decode("utf-8", "replace").strip()
+    try:
+        parsed = json.loads(body)
+        reason = str(parsed.get("message") or parsed.get("code") or body)
+    except (ValueError, AttributeError):
+        reason = body
+    return response.status_code, reason or response.reason_phrase
 
 
 class AckError(HubError):
@@ -278,7 +300,14 @@ class HubClient:
                                    max_size=2**20 * 2, ping_interval=None)
             except (OSError, WebSocketException, asyncio.TimeoutError) as e:
                 if self._first is not None and not self._first.done():
-                    self._first.set_exception(HubError(f"connect failed: {e}"))
+                    refused = handshake_refusal(e)
+                    if refused is None:
+                        self._first.set_exception(HubError(f"connect failed: {e}"))
+                    else:
+                        status, reason = refused
+                        self._first.set_exception(HubError(
+                            f"connect failed: HTTP {status}: {reason}", status=status,
+                            reason=reason))
                     return
                 if recovering and self._lost_at is not None and (
                         asyncio.get_running_loop().time() - self._lost_at > self.recovery_window):

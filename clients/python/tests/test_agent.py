@@ -201,6 +201,7 @@ async def test_a_refused_token_or_card_stops_the_agent(hub):
     with pytest.raises(BusError) as e:
         await asyncio.wait_for(bad.run(), 10)
     assert e.value.name == "Unauthorized"
+    assert "signature is invalid" in e.value.message, e.value.message
     unserved = Agent(hub.endpoint, hub.bus_token("y", ["bus.serve.a.b"]), {"id": "y", "name": "Y"})
     unserved.skill("c.d")(lambda task: None)
     with pytest.raises(BusError) as e:

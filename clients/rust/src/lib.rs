@@ -19,6 +19,7 @@ mod error;
 mod hub;
 mod session;
 mod task;
+mod tokens;
 mod ws;
 
 pub use agent::{Agent, AgentHandle, Artifact, TaskContext, TaskError};
@@ -29,4 +30,8 @@ pub use nerve_protocol::a2a::{AgentCard, AgentSkill as Skill, TaskState};
 pub use nerve_protocol::bus::{Push, Submitted, TaskPush, TaskRecord, message_text};
 pub use nerve_protocol::subprotocol::{JSON, JSON_RELIABLE as RELIABLE};
 pub use task::Submit;
+pub use tokens::{
+    CONNECTION_STRING_ENV, ClientProtocol, ClientToken, ConnectionString,
+    connection_string_from_env, rest_token,
+};
 pub use ws::bus_url;

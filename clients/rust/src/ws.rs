@@ -17,7 +17,9 @@ pub(crate) async fn open(url: &str, subprotocol: &str) -> Result<Socket> {
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", value);
-    let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .map_err(ClientError::from_handshake)?;
     Ok(socket)
 }
 

@@ -323,6 +323,7 @@ async fn a_refused_token_or_card_stops_the_agent() {
         .expect("run ends")
         .expect_err("bad token");
     assert_eq!(e.http_status(), Some(401));
+    assert!(e.to_string().contains("signature is invalid"), "{e}");
     let token = hub.bus_token("y", &["bus.serve.a.b"]);
     let agent = Agent::new(&hub.endpoint, &token, AgentCard::new("y", "Y"))
         .skill("c.d", |_task| async { Ok(String::new()) });

@@ -1,6 +1,6 @@
 //! The demo pages (`/demo/chat`, `/demo/dashboard`, `/demo/tasks`), embedded in the binary with
 //! no build step, plus what they need: a token endpoint that only exists when `[demo]` allows it
-//! and only answers loopback callers, and a small JSON stats feed for the dashboard.
+//! and only answers callers on this machine, and a small JSON stats feed for the dashboard.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,12 +9,13 @@ use axum::Json;
 use axum::Router as HttpRouter;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::BridgeCell;
+use crate::node::Node;
 
 /// Demo tokens live this long.
 const TOKEN_TTL_SECS: u64 = 3600;
@@ -24,8 +25,9 @@ const STATS_TASKS: usize = 500;
 /// The pages and their helpers.
 pub fn routes() -> HttpRouter<BridgeCell> {
     HttpRouter::new()
-        .route("/demo", get(|| page(INDEX)))
-        .route("/demo/", get(|| page(INDEX)))
+        // The pages' index is the landing page now.
+        .route("/demo", get(|| async { Redirect::permanent("/") }))
+        .route("/demo/", get(|| async { Redirect::permanent("/") }))
         .route("/demo/chat", get(|| page(CHAT)))
         .route("/demo/dashboard", get(|| page(DASHBOARD)))
         .route("/demo/tasks", get(|| page(TASKS)))
@@ -41,7 +43,6 @@ pub fn routes() -> HttpRouter<BridgeCell> {
         .route("/demo/stats.json", get(stats))
 }
 
-const INDEX: &str = include_str!("../../pages/index.html");
 const CHAT: &str = include_str!("../../pages/chat.html");
 const DASHBOARD: &str = include_str!("../../pages/dashboard.html");
 const TASKS: &str = include_str!("../../pages/tasks.html");
@@ -87,12 +88,8 @@ async fn token(
     Query(q): Query<TokenQuery>,
 ) -> Response {
     let app = &cell.app;
-    if !app.config.demo_tokens || !peer.ip().is_loopback() {
-        return (
-            StatusCode::NOT_FOUND,
-            "the demo token endpoint is disabled (set [demo] enabled = true on a loopback listener)",
-        )
-            .into_response();
+    if let Some(why) = demo_refusal(app, peer, &headers) {
+        return (StatusCode::NOT_FOUND, why).into_response();
     }
     let hub = q.hub.unwrap_or_else(|| "chat".into());
     if !crate::names::valid_hub_name(&hub) {
@@ -109,14 +106,12 @@ async fn token(
     if hub.eq_ignore_ascii_case(&app.config.bus.hub) {
         roles.extend(["bus.watch", "bus.reply", "bus.submit"].map(String::from));
     }
-    let base = crate::bus::a2a::endpoint_of(app, &headers);
+    let base = app.endpoint_for(&headers);
     let aud = format!("{base}/client/hubs/{hub}");
     let token = app
         .keys
         .client_token(&aud, Some(&user), &roles, &[], TOKEN_TTL_SECS);
-    let ws = base
-        .replacen("http://", "ws://", 1)
-        .replacen("https://", "wss://", 1);
+    let ws = crate::config::ws_endpoint(&base);
     Json(json!({
         "token": token,
         "hub": hub,
@@ -125,6 +120,32 @@ async fn token(
         "url": format!("{ws}/client/hubs/{hub}?access_token={token}"),
     }))
     .into_response()
+}
+
+/// Why `/demo/token` refuses this caller, in words a person can act on; `None` if it may
+/// have a token.
+pub fn demo_refusal(app: &Node, peer: SocketAddr, headers: &HeaderMap) -> Option<String> {
+    if !app.config.demo_tokens {
+        let listen = app.config.listen;
+        return Some(if listen.ip().is_loopback() {
+            "the demo pages are off: [demo] enabled = false in the configuration".to_string()
+        } else {
+            format!(
+                "the demo pages are off because the hub listens on {listen}, beyond this \
+                 machine: their token endpoint would give anyone who reaches it every role. \
+                 Run the hub with --listen 127.0.0.1:{} to use them",
+                listen.port()
+            )
+        });
+    }
+    if !crate::tls::from_this_machine(peer.ip(), headers) {
+        return Some(
+            "demo tokens are only given to browsers on the hub's own machine that open it as \
+             127.0.0.1 or localhost"
+                .to_string(),
+        );
+    }
+    None
 }
 
 /// `GET /demo/stats.json`: what the dashboard shows. Open when demo tokens are on; otherwise it

@@ -68,6 +68,11 @@ impl Grants {
         })
     }
 
+    /// Whether `bus.admin` is granted: everything, including putting dead letters back.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "bus.admin")
+    }
+
     /// Whether `bus.watch` (or `bus.admin`) is granted: read any task, chain and context.
     pub fn can_watch(&self) -> bool {
         self.roles
@@ -107,6 +112,14 @@ pub fn token_of(headers: &HeaderMap, uri: &Uri) -> Option<String> {
 /// public endpoint) with the path `/client/hubs/<bus hub>` (what every Web PubSub SDK mints for
 /// the bus hub), `/bus/ws` or `/a2a`.
 pub fn verify(app: &Node, headers: &HeaderMap, uri: &Uri) -> Result<Grants, TokenError> {
+    let verified = verify_token(app, headers, uri);
+    if let Err(e) = &verified {
+        crate::auth::log_refusal(uri.path(), e);
+    }
+    verified
+}
+
+fn verify_token(app: &Node, headers: &HeaderMap, uri: &Uri) -> Result<Grants, TokenError> {
     let token = token_of(headers, uri).ok_or(TokenError::Missing)?;
     let host = headers
         .get(header::HOST)

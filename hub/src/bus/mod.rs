@@ -11,6 +11,7 @@ pub mod a2a;
 mod demo;
 mod grants;
 mod history;
+mod inspect;
 mod levels;
 mod ops;
 mod remote;
@@ -18,6 +19,7 @@ mod remote;
 mod ws;
 
 use crate::config::bus::{BusSettings, BusTransport};
+pub use demo::demo_refusal;
 pub use grants::{Grants, Verb, verify as grants_of};
 pub use ops::OpError;
 

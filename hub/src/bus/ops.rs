@@ -21,10 +21,15 @@ use super::history::{Selector, history};
 use super::remote::Remote;
 use super::{Bridge, BridgeCell};
 
-/// Longest wait a caller may ask for (`bus.task.wait`, `bus.task.ask`).
+/// Longest wait a caller may ask for (`bus.task.wait`).
 const MAX_WAIT: Duration = Duration::from_secs(300);
 /// Wait used when a caller names none.
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// How long `bus.task.ask` waits for a person when the agent names no time: people answer
+/// in minutes, not seconds.
+const DEFAULT_ASK: Duration = Duration::from_secs(3600);
+/// Longest `bus.task.ask` (a day); the agent's lease is renewed all the while.
+const MAX_ASK: Duration = Duration::from_secs(86_400);
 
 /// Why an operation failed; `name()` is the error name on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,6 +225,9 @@ pub async fn call(
             let ctx = bridge.bus.context(id).await?;
             Ok(json!({"context": ctx}))
         }
+        "bus.tasks" => super::inspect::tasks(bridge, caller, &data).await,
+        "bus.dlq.list" => super::inspect::dead_letters(bridge, caller, &data).await,
+        "bus.dlq.redrive" => super::inspect::redrive(bridge, caller, &data).await,
         "bus.agents" => {
             need_watch(caller)?;
             let cards = match data.get("capability").and_then(Value::as_str) {
@@ -358,11 +366,32 @@ async fn wait(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<Value, O
 
 /// The wait a caller asked for (`timeoutMs`), capped.
 pub fn wait_of(data: &Value) -> Duration {
+    requested_wait(data, DEFAULT_WAIT, MAX_WAIT)
+}
+
+/// How long `bus.task.ask` waits for an answer (`timeoutMs`), capped.
+pub fn ask_wait_of(data: &Value) -> Duration {
+    requested_wait(data, DEFAULT_ASK, MAX_ASK)
+}
+
+fn requested_wait(data: &Value, default: Duration, max: Duration) -> Duration {
     data.get("timeoutMs")
         .and_then(Value::as_u64)
         .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_WAIT)
-        .min(MAX_WAIT)
+        .unwrap_or(default)
+        .min(max)
+}
+
+/// A wait as a person reads it: "90 s", "5 min", "2 h".
+pub fn spoken(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s.is_multiple_of(3600) {
+        format!("{} h", s / 3600)
+    } else if s >= 60 && s.is_multiple_of(60) {
+        format!("{} min", s / 60)
+    } else {
+        format!("{} s", s.max(1))
+    }
 }
 
 async fn readable_task_any(bridge: &Bridge, data: &Value) -> Result<TaskRecord, OpError> {
@@ -390,7 +419,8 @@ async fn readable_task(
     readable_task_any(bridge, data).await
 }
 
-fn need_watch(caller: &Caller) -> Result<(), OpError> {
+/// `Forbidden` unless the caller has `bus.watch` (or `bus.admin`).
+pub fn need_watch(caller: &Caller) -> Result<(), OpError> {
     if caller.grants.can_watch() {
         Ok(())
     } else {
@@ -437,4 +467,20 @@ pub fn message_of(data: &Value, role: Role) -> Result<Message, OpError> {
 /// A task record as operations return it.
 pub fn task_json(rec: &TaskRecord) -> Value {
     json!({"task": rec})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_read_as_people_say_them_and_asks_default_to_an_hour() {
+        assert_eq!(spoken(Duration::from_secs(3600)), "1 h");
+        assert_eq!(spoken(Duration::from_secs(300)), "5 min");
+        assert_eq!(spoken(Duration::from_millis(1500)), "1 s");
+        assert_eq!(spoken(Duration::from_secs(90)), "90 s");
+        assert_eq!(ask_wait_of(&json!({})), Duration::from_secs(3600));
+        assert_eq!(ask_wait_of(&json!({"timeoutMs": 1_000_000_000})), MAX_ASK);
+        assert_eq!(wait_of(&json!({"timeoutMs": 1_000_000_000})), MAX_WAIT);
+    }
 }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Weak};
 
 use nerve_agentbus::a2a::Role;
 use nerve_agentbus::{
-    Agent, AgentCard, AgentHandle, Artifact, HandlerError, Message, TaskContext, TaskResult,
-    TaskState,
+    Agent, AgentCard, AgentHandle, Artifact, BusError, HandlerError, Message, TaskContext,
+    TaskResult, TaskState,
 };
 use nerve_protocol::bus::{Push, TaskPush};
 use nerve_protocol::{Payload, Sender, ServerFrame};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Bridge;
 use super::grants::Verb;
-use super::ops::{Caller, OpError, forbidden, message_of, str_field, unknown, wait_of};
+use super::ops::{Caller, OpError, ask_wait_of, forbidden, message_of, spoken, str_field, unknown};
 
 /// Operations only a `/bus/ws` connection can call.
 pub const OPS: &[&str] = &[
@@ -173,7 +173,16 @@ impl Remote {
                     Some(q) => Message::agent_text(q),
                     None => message_of(data, Role::Agent)?,
                 };
-                let answer = ctx.ask(question, wait_of(data)).await?;
+                let wait = ask_wait_of(data);
+                let asked = question.text();
+                let answer = ctx.ask(question, wait).await.map_err(|e| match e {
+                    // What the task's page shows when the agent lets this fail it.
+                    BusError::Timeout(..) => OpError::Timeout(format!(
+                        "nobody answered \"{asked}\" within {}",
+                        spoken(wait)
+                    )),
+                    e => e.into(),
+                })?;
                 Ok(json!({"answer": answer, "text": answer.text()}))
             }
             "bus.subscribe" => self.subscribe(bridge, caller, data),

@@ -1,10 +1,10 @@
 //! The `[bus]` and `[demo]` configuration sections: which bus transport the hub runs, which hub
 //! carries task events, and whether the demo pages may mint tokens.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Which storage engine the in-process bus uses.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BusTransport {
     /// In-memory, one process (the embedded default).
@@ -15,7 +15,7 @@ pub enum BusTransport {
 }
 
 /// `[bus]`: the agent bus running inside the hub.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusSettings {
     /// `memory` (default) or `redis`.
@@ -45,7 +45,7 @@ impl Default for BusSettings {
 }
 
 /// `[demo]`: the pages under `/demo/` and their token endpoint.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DemoSettings {
     /// Whether `/demo/token` mints tokens. Unset: on only when the hub listens on a loopback

@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::limits::Limits;
 
 pub mod bus;
+mod report;
+pub mod token;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -24,20 +26,26 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 )]
 pub struct Cli {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "NERVE_LISTEN")]
+    #[arg(long, env = "NERVE_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
     /// Access key; repeat (or separate with commas in the env var) for a secondary key during
     /// rotation. A random key is generated when none is given.
-    #[arg(long = "access-key", env = "NERVE_ACCESS_KEY", value_delimiter = ',')]
+    #[arg(
+        long = "access-key",
+        env = "NERVE_ACCESS_KEY",
+        value_delimiter = ',',
+        hide_env_values = true,
+        global = true
+    )]
     pub access_keys: Vec<String>,
     /// TOML configuration file.
-    #[arg(long, env = "NERVE_CONFIG")]
+    #[arg(long, env = "NERVE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Log filter, e.g. `info`, `warn`, `nerve_hub=debug`.
     #[arg(long, env = "NERVE_LOG_LEVEL")]
     pub log_level: Option<String>,
     /// Public endpoint printed in the connection string (defaults to http://<listen address>).
-    #[arg(long, env = "NERVE_PUBLIC_ENDPOINT")]
+    #[arg(long, env = "NERVE_PUBLIC_ENDPOINT", global = true)]
     pub public_endpoint: Option<String>,
     /// Upstream event handler, repeatable:
     /// `hub=chat;url=http://127.0.0.1:3000/api/{hub}/{event};events=*;system=connect,connected,disconnected`.
@@ -91,6 +99,8 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Print a client URL (or a REST bearer token) signed with the hub's access key.
+    Token(token::TokenArgs),
 }
 
 /// `nerve config …`
@@ -104,7 +114,7 @@ pub enum ConfigAction {
 }
 
 /// Settings of one hub.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HubSettings {
     /// Admit clients without a token (default false).
@@ -114,7 +124,7 @@ pub struct HubSettings {
 }
 
 /// Scale-out timing and retention (`[cluster]`), used when Redis is configured.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSettings {
     /// Heartbeat interval, in milliseconds (default 1000).
@@ -144,7 +154,7 @@ impl Default for ClusterSettings {
 }
 
 /// Browser-facing security (`[security]`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecuritySettings {
     /// Origins (`scheme://host[:port]`) whose pages may open WebSocket connections; requests
@@ -233,6 +243,8 @@ pub struct Config {
     pub cluster: ClusterSettings,
     /// The agent bus inside the hub.
     pub bus: bus::BusSettings,
+    /// The demo pages' settings as configured.
+    pub demo: bus::DemoSettings,
     /// Whether `/demo/token` mints tokens (resolved from `[demo]` and the listen address).
     pub demo_tokens: bool,
     /// TLS certificate and key (flags over the file).
@@ -362,6 +374,7 @@ impl Config {
             tls,
             security: file.security,
             bus: file.bus,
+            demo: file.demo,
             demo_tokens,
             redis_urls,
             redis_cluster: cli.redis_cluster || file.redis_cluster,
@@ -444,12 +457,30 @@ impl Config {
     }
 
     /// The endpoint clients and SDKs use: the public endpoint, or http(s)://<listen address>.
+    /// A hub on every interface (0.0.0.0, `::`) is named by the loopback address of that
+    /// family: a URL cannot name "every interface", and `ws://0.0.0.0:…` fails in browsers.
     pub fn endpoint(&self, bound: SocketAddr) -> String {
+        let scheme = if self.tls.enabled() { "https" } else { "http" };
         match &self.public_endpoint {
             Some(e) => e.trim_end_matches('/').to_string(),
-            None if self.tls.enabled() => format!("https://{bound}"),
-            None => format!("http://{bound}"),
+            None => format!("{scheme}://{}", reachable(bound)),
         }
+    }
+}
+
+/// `ws(s)://…` for an `http(s)://…` endpoint: where its WebSocket clients connect.
+pub fn ws_endpoint(http: &str) -> String {
+    http.replacen("http://", "ws://", 1)
+        .replacen("https://", "wss://", 1)
+}
+
+/// `bound`, with an unspecified address replaced by the loopback address of its family.
+pub fn reachable(bound: SocketAddr) -> SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, bound.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, bound.port()).into(),
+        _ => bound,
     }
 }
 
@@ -474,6 +505,25 @@ mod tests {
         assert!(c.generated_key && c.access_keys[0].len() >= 40);
         assert_eq!(c.limits, Limits::default());
         assert!(c.redis_urls.is_empty());
+    }
+
+    #[test]
+    fn an_unspecified_listen_address_is_shown_as_loopback() {
+        let c = Config::merge(&cli(&["--listen", "0.0.0.0:8080"]), FileConfig::default()).unwrap();
+        assert_eq!(c.endpoint(c.listen), "http://127.0.0.1:8080");
+        let v6 = "[::]:9000".parse().unwrap();
+        assert_eq!(c.endpoint(v6), "http://[::1]:9000");
+        let c = Config::merge(
+            &cli(&["--public-endpoint", "https://pubsub.example/"]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.endpoint(c.listen), "https://pubsub.example");
+        assert_eq!(
+            ws_endpoint("https://pubsub.example"),
+            "wss://pubsub.example"
+        );
+        assert_eq!(ws_endpoint("http://h:1"), "ws://h:1");
     }
 
     #[test]

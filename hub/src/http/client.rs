@@ -108,11 +108,11 @@ async fn connect(
                 client_audience_ok(aud, &host, &hub_name, app.public_host())
             }) {
                 Ok(c) => Some(c),
-                Err(e) => return unauthorized(e),
+                Err(e) => return unauthorized(&hub_name, e),
             }
         }
         None if settings.anonymous_connect => None,
-        None => return unauthorized(AuthError::Missing),
+        None => return unauthorized(&hub_name, AuthError::Missing),
     };
 
     let simple_mode = match simple_mode(&uri) {
@@ -285,7 +285,7 @@ fn strip_default_port(h: &str) -> &str {
         .unwrap_or(h)
 }
 
-fn unauthorized(e: AuthError) -> Response {
+fn unauthorized(hub: &str, e: AuthError) -> Response {
     let label = match e {
         AuthError::Missing => "missing",
         AuthError::Expired => "expired",
@@ -296,6 +296,7 @@ fn unauthorized(e: AuthError) -> Response {
         AuthError::Malformed(_) => "malformed",
     };
     metrics::global().auth_failure(label);
+    crate::auth::log_refusal(&format!("/client/hubs/{hub}"), &e);
     ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", e.to_string()).into_response()
 }
 

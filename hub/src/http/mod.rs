@@ -1,8 +1,9 @@
-//! The HTTP edge: routes, serving with graceful shutdown, the WebSocket handshake, the REST API
-//! and how errors become responses.
+//! The HTTP edge: routes, serving with graceful shutdown, the landing page, the WebSocket
+//! handshake, the REST API and how errors become responses.
 
 pub mod client;
 pub mod error;
+mod landing;
 pub mod rest;
 
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The HTTP routes of the hub.
 pub fn routes(node: Arc<Node>) -> HttpRouter {
     HttpRouter::new()
+        .route("/", get(landing::page))
         .route("/client/hubs/{hub}", any(client::client_hub_path))
         .route("/client", any(client::client_hub_query))
         .route("/client/", any(client::client_hub_query))

@@ -92,6 +92,28 @@ impl Node {
         &self.keys
     }
 
+    /// The endpoint as a caller reaches this node: the public endpoint, else this
+    /// listener's scheme with the request's `Host`.
+    pub(crate) fn endpoint_for(&self, headers: &http::HeaderMap) -> String {
+        if let Some(p) = &self.config.public_endpoint {
+            return p.trim_end_matches('/').to_string();
+        }
+        let scheme = if self.config.tls.enabled() {
+            "https"
+        } else {
+            "http"
+        };
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .filter(|h| !h.is_empty())
+            .map_or_else(
+                || crate::config::reachable(self.config.listen).to_string(),
+                str::to_string,
+            );
+        format!("{scheme}://{host}")
+    }
+
     /// Host of the configured public endpoint, if any (lowercase).
     pub(crate) fn public_host(&self) -> Option<&str> {
         self.public_host.as_deref()

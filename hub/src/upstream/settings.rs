@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// System events a handler can subscribe to.
 pub const SYSTEM_EVENTS: [&str; 5] = ["connect", "connected", "disconnected", "joined", "left"];
 
 /// One entry of a hub's ordered `event_handlers` list; the first matching entry wins.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventHandlerSettings {
     /// URL with optional `{hub}` and `{event}` placeholders in its path, e.g.
@@ -145,7 +145,7 @@ impl EventHandlerSettings {
 }
 
 /// Global upstream settings (`[upstream]` in the TOML file).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamSettings {
     /// Timeout of every upstream request, in milliseconds (default 5000).

@@ -3,31 +3,11 @@
 
 const test = require('node:test');
 const assert = require('node:assert');
-const { startHub, startAgents, launch, screenshot } = require('../helpers');
+const { startHub, startPython, readmeBlock, pagesUnderTest, screenshot } = require('../helpers');
 
 const TIMEOUT = 20000;
-let hub, agents, browser;
-
-test.before(async () => {
-  hub = await startHub();
-  agents = await startAgents(hub);
-  browser = await launch();
-});
-
-test.after(async () => {
-  if (browser) await browser.close();
-  if (agents) agents.stop();
-  if (hub) hub.stop();
-});
-
-async function newPage(path) {
-  const ctx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  page.on('pageerror', (e) => console.error('page error:', e.message));
-  await page.goto(hub.base + path);
-  return page;
-}
+const env = pagesUnderTest(test, TIMEOUT);
+const newPage = env.newPage;
 
 test('chat: a message and a typing indicator reach a second user', async () => {
   const alice = await newPage('/demo/chat?user=alice&room=lobby&autojoin=1');
@@ -103,24 +83,86 @@ test('tasks: a page that was offline catches up by cursor after reconnecting', a
   // Go offline (no automatic reconnect), let the chain finish meanwhile, then come back.
   const root = await page.evaluate(async () => {
     const n = window.nerve;
-    n.client.closed = true;
-    n.client.ws.close();
+    n.client.close();
     const node = document.querySelector('.node[data-state="input-required"]');
-    await n.busApi('bus.task.reply', { taskId: node.dataset.task, text: 'approve' });
+    await n.busApi('bus.task.reply', { taskId: node.dataset.task, text: 'yes' });
     const rootId = new URLSearchParams(location.search).get('chain');
     await n.busApi('bus.task.wait', { taskId: rootId, timeoutMs: 20000 });
     return rootId;
   });
   await page.waitForFunction(() => document.getElementById('status').textContent === 'reconnecting…');
   assert.strictEqual(await page.locator('#timeline li').count(), before, 'nothing arrives while offline');
-  await page.evaluate(() => { window.nerve.client.closed = false; return window.nerve.client.start(); });
+  await page.evaluate(() => window.nerve.client.start());
   await page.locator('#answer', { hasText: 'approved and issued' }).waitFor();
   await page.waitForFunction(() => [...document.querySelectorAll('.node')].every((n) => n.dataset.state === 'completed'));
-  // Every recorded event of the chain is on the timeline exactly once.
+  // Every recorded event of the chain is on the timeline exactly once, in order.
   const cursors = await page.locator('#timeline li').evaluateAll((lis) => lis.map((li) => li.dataset.cursor));
   const history = await page.evaluate((id) => window.nerve.busApi('bus.history', { correlationId: id }), root);
-  assert.deepStrictEqual(cursors, history.events.map((e) => e.cursor));
+  assert.deepStrictEqual(cursors, history.events.map((e) => e.cursor).sort());
   assert.ok(cursors.length > before, `${cursors.length} events after ${before}`);
   await page.context().close();
 });
 
+test('tasks: the chain is named, recent chains and pending approvals are listed', async () => {
+  const page = await newPage('/demo/tasks?user=erin');
+  await page.waitForSelector('body[data-ready="yes"]');
+  await page.fill('#text', 'I want a refund for order 42');
+  await page.click('#ask button');
+  const root = await page.waitForFunction(() => new URLSearchParams(location.search).get('chain')).then((h) => h.jsonValue());
+  await page.locator('#tree h3', { hasText: `Chain ${root}` }).waitFor();
+  await page.locator(`#chains li[data-chain="${root}"]`).waitFor();
+  const pending = page.locator('#pending li', { hasText: 'Approve a refund of 59.90 EUR' });
+  await pending.waitFor();
+  // Approving from the list answers the step as the tree's button does.
+  await pending.locator('button', { hasText: 'Approve' }).click();
+  await page.locator('#answer', { hasText: 'approved and issued' }).waitFor();
+  await page.locator('#pending li', { hasText: 'Nothing is waiting' }).waitFor();
+  await screenshot(page, 'tasks-lists.png');
+  await page.context().close();
+});
+
+test('start page: endpoints, the connection string to copy, links to the pages', async () => {
+  const ctx = await env.browser.newContext({ viewport: { width: 1200, height: 800 } });
+  await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: env.hub.base });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  await page.goto(env.hub.base + '/');
+  assert.strictEqual(await page.locator('#connection-string').textContent(), env.hub.connectionString);
+  await page.locator('#endpoints', { hasText: `ws://127.0.0.1:${env.hub.port}/client/hubs/` }).waitFor();
+  await page.click('button[data-copy="export"]');
+  await page.locator('button[data-copy="export"]', { hasText: 'Copied' }).waitFor();
+  assert.strictEqual(await page.evaluate(() => navigator.clipboard.readText()), `export NERVE_CONNECTION_STRING='${env.hub.connectionString}'`);
+  await screenshot(page, 'start.png');
+  await page.click('#demo a[href="/demo/chat"]');
+  await page.waitForURL('**/demo/chat');
+  await page.click('header h1 a');
+  await page.waitForURL(env.hub.base + '/');
+  await ctx.close();
+});
+
+test('tasks: Approve answers an agent written as the Python README shows it', async () => {
+  // A hub of its own: the support agents of the other tests serve billing.refund too.
+  const hub = await startHub();
+  const agent = await startPython(hub, { code: readmeBlock('clients/python/README.md', 'An agent in a few lines') });
+  const ctx = await env.browser.newContext({ viewport: { width: 1200, height: 800 } });
+  try {
+    const page = await ctx.newPage();
+    page.setDefaultTimeout(TIMEOUT);
+    await page.goto(hub.base + '/demo/tasks?user=fay');
+    await page.waitForSelector('body[data-ready="yes"]');
+    await page.waitForSelector('#cap option[value="billing.refund"]', { state: 'attached' });
+    await page.selectOption('#cap', 'billing.refund');
+    await page.fill('#text', 'order 42');
+    await page.click('#ask button');
+    const step = page.locator('.node', { hasText: 'billing.refund' });
+    await step.locator('.q', { hasText: 'Refund 10 EUR?' }).waitFor();
+    await step.locator('button', { hasText: 'Approve' }).click();
+    await page.locator('#answer', { hasText: 'refunded' }).waitFor();
+    assert.strictEqual(await step.getAttribute('data-state'), 'completed');
+    assert.match(await step.textContent(), /by refunder/);
+  } finally {
+    await ctx.close();
+    agent.stop();
+    await hub.stop();
+  }
+});

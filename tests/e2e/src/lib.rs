@@ -61,6 +61,11 @@ fn sign(aud: &str, sub: Option<&str>, role: Vec<&str>) -> String {
     .unwrap_or_default()
 }
 
+/// A token for audience `aud` with `roles`, signed with [`KEY`].
+pub fn token(aud: &str, roles: &[&str]) -> String {
+    sign(aud, None, roles.to_vec())
+}
+
 /// A client token for [`HUB`] valid on every node, allowed to join and send anywhere.
 pub fn client_token(user: Option<&str>) -> String {
     let aud = format!("{PUBLIC}/client/hubs/{HUB}");

@@ -37,7 +37,7 @@ pub async fn agent_card(State(cell): State<BridgeCell>, headers: HeaderMap) -> R
             });
         }
     }
-    let base = super::endpoint_of(&cell.app, &headers);
+    let base = cell.app.endpoint_for(&headers);
     Json(json!({
         "name": "Nerve agent bus",
         "description": "A2A gateway to the agents on this hub's bus; name a skill in message.metadata.capability",

@@ -43,15 +43,3 @@ pub fn routes() -> HttpRouter<BridgeCell> {
         .route("/.well-known/agent-card.json", get(card::agent_card))
         .route("/.well-known/agent.json", get(card::agent_card))
 }
-
-/// The endpoint callers reach this hub at: the public endpoint, else `http://<Host>`.
-pub fn endpoint_of(app: &crate::node::Node, headers: &axum::http::HeaderMap) -> String {
-    if let Some(p) = &app.config.public_endpoint {
-        return p.trim_end_matches('/').to_string();
-    }
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    format!("http://{host}")
-}

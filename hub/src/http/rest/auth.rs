@@ -13,13 +13,13 @@ use crate::node::Node;
 /// Checks the caller's token and answers which access key signed it (its position); the
 /// error is a 401 with a JSON reason.
 pub(super) fn authorize(app: &Node, headers: &HeaderMap, uri: &Uri) -> Result<usize, ApiError> {
+    let path = uri.path();
     let token =
-        crate::auth::bearer_token(headers).ok_or_else(|| unauthorized(AuthError::Missing))?;
+        crate::auth::bearer_token(headers).ok_or_else(|| unauthorized(path, AuthError::Missing))?;
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    let path = uri.path();
     let mut expected = vec![
         format!("http://{host}{path}"),
         format!("https://{host}{path}"),
@@ -35,14 +35,15 @@ pub(super) fn authorize(app: &Node, headers: &HeaderMap, uri: &Uri) -> Result<us
                 || decoded.iter().any(|e| audience_matches(&aud_decoded, e))
         })
         .map(|(slot, _)| slot)
-        .map_err(unauthorized)
+        .map_err(|e| unauthorized(path, e))
 }
 
 fn decode(s: &str) -> String {
     percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
-fn unauthorized(e: AuthError) -> ApiError {
+fn unauthorized(path: &str, e: AuthError) -> ApiError {
     metrics::global().auth_failure("rest");
+    crate::auth::log_refusal(path, &e);
     ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", e.to_string())
 }

@@ -19,16 +19,12 @@ pub(super) fn generate(call: &Call) -> Result<Response, ApiError> {
     for g in &groups {
         params::group(g)?;
     }
-    let path = match q.one("clientType").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("") | Some("default") => "client/hubs",
-        Some("mqtt") => "clients/mqtt/hubs",
-        Some("socketio") => "clients/socketio/hubs",
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "unknown clientType '{other}'; expected Default, MQTT or SocketIO"
-            )));
-        }
-    };
+    let client_type = q.one("clientType").unwrap_or_default();
+    let protocol = crate::auth::ClientProtocol::parse(client_type).map_err(|_| {
+        ApiError::bad_request(format!(
+            "unknown clientType '{client_type}'; expected Default, MQTT or SocketIO"
+        ))
+    })?;
     let endpoint = match &call.app.config.public_endpoint {
         Some(e) => e.trim_end_matches('/').to_string(),
         None => {
@@ -40,7 +36,7 @@ pub(super) fn generate(call: &Call) -> Result<Response, ApiError> {
             format!("http://{host}")
         }
     };
-    let aud = format!("{endpoint}/{path}/{}", call.hub);
+    let aud = format!("{endpoint}/{}", protocol.path(&call.hub));
     let user = q.one("userId").filter(|u| !u.is_empty());
     let token = call
         .app

@@ -3,6 +3,7 @@
 
 mod agents;
 mod demo;
+mod inspect;
 mod redis;
 mod watch;
 

@@ -43,7 +43,7 @@ impl Hub {
     }
 
     /// Starts the hub with `keys` (a random one when empty), a TOML file holding `toml` (none
-    /// when empty) and extra flags.
+    /// when empty) and extra flags (`--listen` among them replaces 127.0.0.1:0).
     pub fn start_with(keys: &[&str], toml: &str, extra: &[&str]) -> Self {
         Self::start_with_env(keys, toml, extra, &[])
     }
@@ -56,7 +56,9 @@ impl Hub {
             keys.iter().map(|k| k.to_string()).collect()
         };
         let mut cmd = nerve_command();
-        cmd.args(["--listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
         for k in &keys {
             cmd.args(["--access-key", k]);
         }
@@ -252,11 +254,19 @@ impl Drop for Hub {
 /// Runs `nerve config check` on a file holding `toml`.
 pub fn config_check(toml: &str) -> std::process::Output {
     let config = TempFile::write("toml", toml);
+    let path = config.path().to_str().expect("path");
+    run_nerve(&["config", "check", path], &[])
+}
+
+/// Runs the `nerve` binary with `args` and extra environment variables (and no
+/// `NERVE_CONNECTION_STRING` of the suite's own) to its end.
+pub fn run_nerve(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     nerve_command()
-        .args(["config", "check"])
-        .arg(config.path())
+        .env_remove("NERVE_CONNECTION_STRING")
+        .args(args)
+        .envs(env.iter().copied())
         .output()
-        .expect("run nerve config check")
+        .expect("run nerve")
 }
 
 /// The `nerve` binary without the `OTEL_*`/`NERVE_OTLP*` variables of the suite's own

@@ -1,14 +1,19 @@
-//! Reading the hub over plain HTTP: a minimal GET, and values out of a Prometheus scrape.
+//! Reading the hub over plain HTTP: a minimal GET (as any host), and values out of a Prometheus scrape.
 
 use tokio::net::TcpStream;
 
 /// A minimal HTTP GET returning the body.
 pub async fn http_get(port: u16, path: &str) -> String {
+    http_get_as(port, path, &format!("127.0.0.1:{port}")).await
+}
+
+/// A minimal HTTP GET naming `host` in its `Host` header, returning the body.
+pub async fn http_get_as(port: u16, path: &str, host: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read");

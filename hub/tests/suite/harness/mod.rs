@@ -16,8 +16,8 @@ use std::time::Duration;
 
 pub use bus::{BusClient, FAST_BUS, card, post};
 pub use client::{Client, refused};
-pub use hub::{Hub, config_check};
-pub use metrics::{http_get, labelled, metric, violations};
+pub use hub::{Hub, config_check, run_nerve};
+pub use metrics::{http_get, http_get_as, labelled, metric, violations};
 pub use rest::Rest;
 pub use server::Server;
 pub use temp::TempFile;

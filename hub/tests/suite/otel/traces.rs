@@ -316,11 +316,10 @@ async fn config_check_reports_telemetry() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
-        stdout.contains(
-            "telemetry = OTLP/HTTP to http://127.0.0.1:4318/v1/traces, service.name edge"
-        ),
+        stdout.contains("# spans go to http://127.0.0.1:4318/v1/traces over OTLP/HTTP"),
         "{stdout}"
     );
+    assert!(stdout.contains("service_name = \"edge\""), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,82 @@
+//! Operations that look across the whole bus rather than at one task, for the pages (the
+//! approvals waiting for a person, the recent chains) and for operators (`nerve-bus --hub`):
+//! recent tasks filtered by state, dead letters, and putting dead letters back.
+
+use nerve_agentbus::TaskState;
+use serde_json::{Value, json};
+
+use super::Bridge;
+use super::ops::{Caller, OpError, need_watch, str_field};
+
+/// Tasks `bus.tasks` answers with when the caller names no `limit`.
+const DEFAULT_LIMIT: usize = 50;
+/// Most tasks `bus.tasks` looks at, newest first, before filtering.
+const SCAN: usize = 500;
+
+/// `bus.tasks {limit?, state?, rootsOnly?}`: the newest task records, optionally only those
+/// in `state` (e.g. `TASK_STATE_INPUT_REQUIRED`: waiting for a person) or only chain roots.
+pub async fn tasks(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<Value, OpError> {
+    need_watch(caller)?;
+    let limit = data
+        .get("limit")
+        .and_then(Value::as_u64)
+        .map_or(DEFAULT_LIMIT, |n| (n as usize).clamp(1, SCAN));
+    let state = match data.get("state").and_then(Value::as_str) {
+        None => None,
+        Some(s) => Some(
+            TaskState::parse(s)
+                .ok_or_else(|| OpError::BadRequest(format!("unknown task state '{s}'")))?,
+        ),
+    };
+    let roots_only = data.get("rootsOnly").and_then(Value::as_bool) == Some(true);
+    let filtered = state.is_some() || roots_only;
+    let records = bridge
+        .bus
+        .recent_tasks(if filtered { SCAN } else { limit })
+        .await?;
+    let tasks: Vec<Value> = records
+        .iter()
+        .filter(|r| state.is_none_or(|s| r.state() == s))
+        .filter(|r| !roots_only || r.correlation_id == r.task.id)
+        .take(limit)
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .collect();
+    Ok(json!({ "tasks": tasks }))
+}
+
+/// `bus.dlq.list {capability?}`: dead letters of one capability, or of all.
+pub async fn dead_letters(
+    bridge: &Bridge,
+    caller: &Caller,
+    data: &Value,
+) -> Result<Value, OpError> {
+    need_watch(caller)?;
+    let capability = data.get("capability").and_then(Value::as_str);
+    let out: Vec<Value> = bridge
+        .bus
+        .dead_letters_of(capability)
+        .await?
+        .iter()
+        .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
+        .collect();
+    Ok(json!({ "deadLetters": out }))
+}
+
+/// `bus.dlq.redrive {capability, entryId?}`: puts a capability's dead letters (or one) back
+/// on its queue. Needs `bus.admin`.
+pub async fn redrive(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<Value, OpError> {
+    if !caller.grants.is_admin() {
+        return Err(OpError::Forbidden(
+            "putting dead letters back needs the bus.admin role".into(),
+        ));
+    }
+    let cap = str_field(data, "capability")?;
+    let entry = data.get("entryId").and_then(Value::as_str);
+    let mut redriven = 0u64;
+    for d in bridge.bus.dead_letters(cap).await? {
+        if entry.is_none_or(|e| e == d.entry_id) && bridge.bus.redrive(&d).await? {
+            redriven += 1;
+        }
+    }
+    Ok(json!({ "capability": cap, "redriven": redriven }))
+}
