@@ -2,6 +2,13 @@
 //!
 //! Roles come from the token (`role` claim), the upstream `connect` reply, and the REST
 //! permission API; all three end up here.
+//!
+//! Besides the literal roles (`webpubsub.sendToGroup.{group}`), the plural pattern roles
+//! `webpubsub.sendToGroups.{pattern}` and `webpubsub.joinLeaveGroups.{pattern}` grant every
+//! group the pattern matches, as Azure's wildcard group roles do: `.` separates segments,
+//! `?` is one character and `*` any run of characters within a segment, `**` any run across
+//! segments, `\` escapes `\`, `*` and `?`, and a pattern holds at most five `*`. A pattern
+//! outside that grammar grants nothing.
 
 use std::collections::HashSet;
 
@@ -9,6 +16,12 @@ use std::collections::HashSet;
 pub const JOIN_LEAVE: &str = "webpubsub.joinLeaveGroup";
 /// Role granting publish to every group.
 pub const SEND_TO_GROUP: &str = "webpubsub.sendToGroup";
+/// Prefix of the roles granting join/leave on the groups a pattern matches.
+const JOIN_LEAVE_PATTERN: &str = "webpubsub.joinLeaveGroups.";
+/// Prefix of the roles granting publish to the groups a pattern matches.
+const SEND_PATTERN: &str = "webpubsub.sendToGroups.";
+/// At most this many `*` characters in one pattern (a `**` counts two), as Azure allows.
+const MAX_PATTERN_STARS: usize = 5;
 
 /// A permission the REST API can grant or revoke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,11 +49,97 @@ impl Permission {
 struct Grant {
     all: bool,
     groups: HashSet<String>,
+    patterns: Vec<Pattern>,
 }
 
 impl Grant {
     fn allows(&self, group: &str) -> bool {
-        self.all || self.groups.contains(group)
+        self.all || self.groups.contains(group) || self.patterns.iter().any(|p| p.matches(group))
+    }
+
+    fn add_pattern(&mut self, source: &str) {
+        match Pattern::parse(source) {
+            Some(p) if !self.patterns.contains(&p) => self.patterns.push(p),
+            Some(_) => {}
+            None => tracing::debug!(pattern = source, "group role pattern ignored: not valid"),
+        }
+    }
+}
+
+/// One piece of a group pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// This character.
+    Char(char),
+    /// `?`: one character other than `.`.
+    One,
+    /// `*`: any run of characters other than `.`.
+    Segment,
+    /// `**`: any run of characters.
+    Any,
+}
+
+/// A parsed group pattern; keeps its source to give the role back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pattern {
+    source: String,
+    pieces: Vec<Piece>,
+}
+
+impl Pattern {
+    /// Parses a pattern, or `None` when it breaks the grammar (a dangling or unknown escape,
+    /// more than [`MAX_PATTERN_STARS`] stars, nothing at all).
+    fn parse(source: &str) -> Option<Pattern> {
+        let mut pieces = Vec::with_capacity(source.len());
+        let mut stars = 0;
+        let mut chars = source.chars().peekable();
+        while let Some(c) = chars.next() {
+            let piece = match c {
+                '\\' => match chars.next()? {
+                    e @ ('\\' | '*' | '?') => Piece::Char(e),
+                    _ => return None,
+                },
+                '?' => Piece::One,
+                '*' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    stars += 2;
+                    Piece::Any
+                }
+                '*' => {
+                    stars += 1;
+                    Piece::Segment
+                }
+                c => Piece::Char(c),
+            };
+            pieces.push(piece);
+        }
+        (!pieces.is_empty() && stars <= MAX_PATTERN_STARS).then(|| Pattern {
+            source: source.to_string(),
+            pieces,
+        })
+    }
+
+    /// Whether `group` matches, in time proportional to pattern length × group length.
+    fn matches(&self, group: &str) -> bool {
+        let name: Vec<char> = group.chars().collect();
+        let n = name.len();
+        // after[j]: the pieces after the current one match name[j..].
+        let mut after = vec![false; n + 1];
+        after[n] = true;
+        let mut here = vec![false; n + 1];
+        for piece in self.pieces.iter().rev() {
+            for j in (0..=n).rev() {
+                let c = name.get(j).copied();
+                here[j] = match *piece {
+                    Piece::Char(p) => c == Some(p) && after[j + 1],
+                    Piece::One => c.is_some_and(|c| c != '.') && after[j + 1],
+                    Piece::Segment => after[j] || (c.is_some_and(|c| c != '.') && here[j + 1]),
+                    Piece::Any => after[j] || (c.is_some() && here[j + 1]),
+                };
+            }
+            std::mem::swap(&mut after, &mut here);
+        }
+        after[0]
     }
 }
 
@@ -66,6 +165,10 @@ impl Roles {
                 r.send.all = true;
             } else if let Some(g) = role.strip_prefix("webpubsub.sendToGroup.") {
                 r.send.groups.insert(g.to_string());
+            } else if let Some(p) = role.strip_prefix(JOIN_LEAVE_PATTERN) {
+                r.join_leave.add_pattern(p);
+            } else if let Some(p) = role.strip_prefix(SEND_PATTERN) {
+                r.send.add_pattern(p);
             }
         }
         r
@@ -74,13 +177,22 @@ impl Roles {
     /// The role strings these roles were built from (the inverse of [`Roles::from_claims`]).
     pub fn to_claims(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (grant, role) in [(&self.join_leave, JOIN_LEAVE), (&self.send, SEND_TO_GROUP)] {
+        for (grant, role, pattern) in [
+            (&self.join_leave, JOIN_LEAVE, JOIN_LEAVE_PATTERN),
+            (&self.send, SEND_TO_GROUP, SEND_PATTERN),
+        ] {
             if grant.all {
                 out.push(role.to_string());
             }
             let mut groups: Vec<&String> = grant.groups.iter().collect();
             groups.sort();
             out.extend(groups.into_iter().map(|g| format!("{role}.{g}")));
+            out.extend(
+                grant
+                    .patterns
+                    .iter()
+                    .map(|p| format!("{pattern}{}", p.source)),
+            );
         }
         out
     }
@@ -149,6 +261,83 @@ mod tests {
         assert!(r.can_send("anything"));
         let none = Roles::from_claims::<&str>(&[]);
         assert!(!none.can_send("a") && !none.can_join_leave("a"));
+    }
+
+    /// Azure's table of examples for its wildcard group roles, and the edges of the grammar.
+    #[test]
+    fn pattern_roles_match_as_azure_documents() {
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            (
+                "chat-*",
+                &["chat-1", "chat-room", "chat-"],
+                &["chat.1", "xchat-1"],
+            ),
+            (
+                "clientA.*",
+                &["clientA.alpha", "clientA.1"],
+                &["clientA.alpha.room1", "clientB.alpha"],
+            ),
+            (
+                "clientA.**",
+                &["clientA.alpha", "clientA.alpha.room1"],
+                &["clientB.anything", "clienta.x"],
+            ),
+            (
+                "clientA.rooms.?1",
+                &["clientA.rooms.a1", "clientA.rooms.11"],
+                &["clientA.rooms.1", "clientA.rooms.a.1"],
+            ),
+            (r"literal\*star", &["literal*star"], &["literalXstar"]),
+            (r"a\\b\?", &[r"a\b?"], &["a\\bx"]),
+            ("**", &["", "a", "a.b.c"], &[]),
+            ("*.*", &["a.b", "."], &["a", "a.b.c"]),
+            (
+                "a**b*c",
+                &["ax.bc", "axx.yybzzc", "abc"],
+                &["ab.c.d", "ab.xc.d"],
+            ),
+        ];
+        for (pattern, yes, no) in cases {
+            let r = Roles::from_claims(&[format!("webpubsub.sendToGroups.{pattern}")]);
+            for g in *yes {
+                assert!(r.can_send(g), "{pattern} should match {g:?}");
+                assert!(!r.can_join_leave(g), "a send pattern grants no join");
+            }
+            for g in *no {
+                assert!(!r.can_send(g), "{pattern} should not match {g:?}");
+            }
+        }
+        let join = Roles::from_claims(&["webpubsub.joinLeaveGroups.public.*"]);
+        assert!(join.can_join_leave("public.lobby") && !join.can_send("public.lobby"));
+    }
+
+    #[test]
+    fn patterns_outside_the_grammar_grant_nothing() {
+        for bad in ["", "a\\", r"a\x", "******", "***.***", "a*b*c*d*e*f*"] {
+            let r = Roles::from_claims(&[format!("webpubsub.sendToGroups.{bad}")]);
+            assert_eq!(r, Roles::default(), "{bad:?} must grant nothing");
+        }
+        // Five stars is the limit, not past it.
+        assert!(Roles::from_claims(&["webpubsub.sendToGroups.**.*.**"]).can_send("x.y.z"));
+        // The singular role is literal: its star is a character of the group's name.
+        let literal = Roles::from_claims(&["webpubsub.sendToGroup.chat-*"]);
+        assert!(literal.can_send("chat-*") && !literal.can_send("chat-1"));
+    }
+
+    #[test]
+    fn pattern_roles_round_trip_through_claims() {
+        let claims = [
+            "webpubsub.joinLeaveGroups.team.**",
+            "webpubsub.sendToGroup.a",
+            "webpubsub.sendToGroups.chat-?",
+        ];
+        let r = Roles::from_claims(&claims);
+        assert_eq!(r.to_claims(), claims.map(String::from));
+        assert_eq!(Roles::from_claims(&r.to_claims()), r);
+        // A long group name against a pattern full of stars stays linear, not exponential.
+        let long = "a".repeat(1024) + ".b";
+        let stars = Roles::from_claims(&["webpubsub.sendToGroups.*a*a*a*a*c"]);
+        assert!(!stars.can_send(&long));
     }
 
     #[test]

@@ -280,6 +280,29 @@ for (const proto of PROTOCOLS) {
         ["marker"],
       );
     });
+
+    it("enforces wildcard group roles minted by getClientAccessToken", async () => {
+      const service = hub.service(uniqueHub());
+      const scoped = await connect(
+        service,
+        { roles: ["webpubsub.joinLeaveGroups.clientA.*", "webpubsub.sendToGroups.clientA.**"] },
+        opts({ messageRetryOptions: { maxRetries: 0 } }),
+      );
+      await scoped.client.joinGroup("clientA.alpha");
+      await assert.rejects(scoped.client.joinGroup("clientA.alpha.room1"), (e) => e.errorDetail?.name === "Forbidden");
+      await assert.rejects(scoped.client.joinGroup("clientB.alpha"), (e) => e.errorDetail?.name === "Forbidden");
+      await assert.rejects(
+        scoped.client.sendToGroup("clientB.alpha", "nope", "text"),
+        (e) => e.errorDetail?.name === "Forbidden",
+      );
+      await scoped.client.sendToGroup("clientA.alpha", "a-1", "text");
+      await scoped.client.sendToGroup("clientA.alpha.room1", "a-room", "text");
+      const got = await scoped.waitGroupMessages(1, { group: "clientA.alpha" });
+      assert.deepEqual(
+        got.map((m) => m.data),
+        ["a-1"],
+      );
+    });
   });
 }
 

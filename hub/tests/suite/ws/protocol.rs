@@ -1,6 +1,7 @@
 //! End-to-end tests of the JSON subprotocols against the real `nerve` binary: every frame type,
 //! roles, acks, and what a client sees.
 
+use axum::http::Method;
 use serde_json::json;
 
 use crate::harness::{ALL_ROLES, Client, Hub, JSON, RELIABLE, WAIT, metric};
@@ -133,6 +134,65 @@ async fn roles_are_checked_including_group_scoped_roles() {
         .await;
     assert_eq!(s.ack(4).await["success"], true);
     assert_eq!(s.until(|v| v["type"] == "message").await["data"], 1);
+}
+
+/// Azure's wildcard group roles: `webpubsub.joinLeaveGroups.{pattern}` and
+/// `webpubsub.sendToGroups.{pattern}` grant the groups the pattern matches, and only those.
+#[tokio::test]
+async fn pattern_roles_grant_the_groups_they_match() {
+    let hub = Hub::start();
+    let roles = [
+        "webpubsub.joinLeaveGroups.team.*",
+        "webpubsub.sendToGroups.team.**",
+    ];
+    let mut c = hub.connect("chat", None, &roles, Some(JSON)).await;
+    let connection = c.next_json().await["connectionId"]
+        .as_str()
+        .expect("connectionId")
+        .to_string();
+    for (n, (frame, allowed)) in [
+        (json!({"type":"joinGroup","group":"team.red"}), true),
+        (json!({"type":"joinGroup","group":"team.red.sub"}), false),
+        (json!({"type":"joinGroup","group":"teams.red"}), false),
+        (json!({"type":"leaveGroup","group":"team.red"}), true),
+        (
+            json!({"type":"sendToGroup","group":"team.red.sub","data":1}),
+            true,
+        ),
+        (
+            json!({"type":"sendToGroup","group":"other","data":1}),
+            false,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut frame = frame;
+        frame["ackId"] = json!(n + 1);
+        c.send(frame.clone()).await;
+        let got = c.ack(n as u64 + 1).await;
+        assert_eq!(got["success"], allowed, "{frame} answered {got}");
+        if !allowed {
+            assert_eq!(got["error"]["name"], "Forbidden");
+        }
+    }
+    // The REST permission check sees the same grants.
+    let rest = hub.rest(0);
+    let check = |target: &str| {
+        format!(
+            "/api/hubs/chat/permissions/sendToGroup/connections/{connection}?targetName={target}"
+        )
+    };
+    assert_eq!(
+        rest.call(Method::HEAD, &check("team.a.b"), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        rest.call(Method::HEAD, &check("other"), None).await.status,
+        404
+    );
 }
 
 #[tokio::test]
