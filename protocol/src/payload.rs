@@ -1,4 +1,5 @@
-//! Message payloads and their `dataType` (json, text, binary), validated once on the way in.
+//! Message payloads and their `dataType` (json, text, binary, and protobuf from the protobuf
+//! subprotocols), validated once on the way in.
 //!
 //! A [`Payload`] keeps two forms: the JSON text that goes into `"data":…` of a JSON-protocol
 //! frame, and the raw bytes a simple WebSocket client receives. Both are `Bytes`, shared by every
@@ -21,6 +22,9 @@ pub enum DataType {
     Text,
     /// Bytes, base64 in JSON frames.
     Binary,
+    /// An encoded `google.protobuf.Any`, sent by a protobuf-subprotocol client: base64 in JSON
+    /// frames, the encoded bytes for simple clients.
+    Protobuf,
 }
 
 impl DataType {
@@ -30,6 +34,7 @@ impl DataType {
             "json" => Some(DataType::Json),
             "text" => Some(DataType::Text),
             "binary" => Some(DataType::Binary),
+            "protobuf" => Some(DataType::Protobuf),
             _ => None,
         }
     }
@@ -40,6 +45,7 @@ impl DataType {
             DataType::Json => "json",
             DataType::Text => "text",
             DataType::Binary => "binary",
+            DataType::Protobuf => "protobuf",
         }
     }
 
@@ -72,6 +78,9 @@ pub enum PayloadError {
     /// `dataType` binary with data that is not a base64 string.
     #[error("dataType 'binary' requires data to be a base64 string")]
     BinaryNotBase64,
+    /// `dataType` protobuf outside the protobuf subprotocols.
+    #[error("dataType 'protobuf' is sent by the protobuf subprotocols only")]
+    ProtobufOutsideProtobuf,
     /// A body declared as JSON did not parse.
     #[error("body is not valid JSON: {0}")]
     InvalidJson(String),
@@ -108,7 +117,7 @@ impl Payload {
                     raw: Bytes::from(s.into_bytes()),
                 })
             }
-            DataType::Binary => {
+            DataType::Binary | DataType::Protobuf => {
                 let s: String =
                     serde_json::from_str(text).map_err(|_| PayloadError::BinaryNotBase64)?;
                 let bytes = B64
@@ -120,6 +129,14 @@ impl Payload {
                     raw: Bytes::from(bytes),
                 })
             }
+        }
+    }
+
+    /// Builds a payload from an encoded `google.protobuf.Any`.
+    pub fn protobuf(any: Bytes) -> Self {
+        Payload {
+            data_type: DataType::Protobuf,
+            ..Payload::binary(any)
         }
     }
 
@@ -151,6 +168,7 @@ impl Payload {
                 Ok(Payload::text(s))
             }
             DataType::Binary => Ok(Payload::binary(body)),
+            DataType::Protobuf => Ok(Payload::protobuf(body)),
             DataType::Json => {
                 let v: &RawValue = serde_json::from_slice(&body)
                     .map_err(|e| PayloadError::InvalidJson(e.to_string()))?;
@@ -163,7 +181,7 @@ impl Payload {
 
     /// Whether a simple client gets this as a binary frame (otherwise text).
     pub fn raw_is_binary(&self) -> bool {
-        self.data_type == DataType::Binary
+        matches!(self.data_type, DataType::Binary | DataType::Protobuf)
     }
 
     /// Size used for outbox accounting.
@@ -205,7 +223,7 @@ impl Payload {
             DataType::Text => Data::Text(
                 String::from_utf8(self.raw.to_vec()).map_err(|_| PayloadError::InvalidUtf8)?,
             ),
-            DataType::Binary => Data::Binary(self.raw.to_vec()),
+            DataType::Binary | DataType::Protobuf => Data::Binary(self.raw.to_vec()),
         })
     }
 }

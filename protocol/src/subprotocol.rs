@@ -3,12 +3,17 @@
 
 use crate::codec::Codec;
 use crate::codec::json::{JsonCodec, ReliableJsonCodec};
+use crate::codec::protobuf::{ProtobufCodec, ReliableProtobufCodec};
 use crate::codec::raw::RawCodec;
 
 /// Name of the non-reliable JSON subprotocol (also the agent socket's).
 pub const JSON: &str = "json.webpubsub.azure.v1";
 /// Name of the reliable JSON subprotocol.
 pub const JSON_RELIABLE: &str = "json.reliable.webpubsub.azure.v1";
+/// Name of the non-reliable protobuf subprotocol.
+pub const PROTOBUF: &str = "protobuf.webpubsub.azure.v1";
+/// Name of the reliable protobuf subprotocol.
+pub const PROTOBUF_RELIABLE: &str = "protobuf.reliable.webpubsub.azure.v1";
 
 /// The WebSocket subprotocol a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,15 +22,21 @@ pub enum Subprotocol {
     Json,
     /// `json.reliable.webpubsub.azure.v1`
     JsonReliable,
+    /// `protobuf.webpubsub.azure.v1`
+    Protobuf,
+    /// `protobuf.reliable.webpubsub.azure.v1`
+    ProtobufReliable,
     /// No (or an unknown) subprotocol: raw frames.
     Simple,
 }
 
 impl Subprotocol {
     /// Every subprotocol, in the order an offer is matched against.
-    pub const ALL: [Subprotocol; 3] = [
+    pub const ALL: [Subprotocol; 5] = [
         Subprotocol::Json,
         Subprotocol::JsonReliable,
+        Subprotocol::Protobuf,
+        Subprotocol::ProtobufReliable,
         Subprotocol::Simple,
     ];
 
@@ -46,6 +57,8 @@ impl Subprotocol {
         match self {
             Subprotocol::Json => &JsonCodec,
             Subprotocol::JsonReliable => &ReliableJsonCodec,
+            Subprotocol::Protobuf => &ProtobufCodec,
+            Subprotocol::ProtobufReliable => &ReliableProtobufCodec,
             Subprotocol::Simple => &RawCodec,
         }
     }

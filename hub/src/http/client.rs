@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use nerve_protocol::Subprotocol;
 use nerve_protocol::client_frame::validate_group_name;
-use nerve_protocol::subprotocol::{JSON, JSON_RELIABLE};
+use nerve_protocol::subprotocol::{JSON, JSON_RELIABLE, PROTOBUF, PROTOBUF_RELIABLE};
 
 use crate::auth::{AuthError, normalize_audience};
 use crate::http::error::ApiError;
@@ -82,7 +82,7 @@ async fn connect(
     if protocol == Subprotocol::Simple && offered_any && !connect_handler {
         metrics::global().protocol_error("unknown_subprotocol");
         return ApiError::bad_request(format!(
-            "unsupported subprotocol; this hub speaks '{JSON}' and '{JSON_RELIABLE}', or plain WebSocket with none"
+            "unsupported subprotocol; this hub speaks '{JSON}', '{JSON_RELIABLE}', '{PROTOBUF}' and '{PROTOBUF_RELIABLE}', or plain WebSocket with none"
         ))
         .into_response();
     }
@@ -90,7 +90,7 @@ async fn connect(
 
     if let Some(conn_id) = query_value(&uri, "awps_connection_id") {
         let token = query_value(&uri, "awps_reconnection_token").unwrap_or_default();
-        return reconnect(app, &hub_name, conn_id, token, ws);
+        return reconnect(app, &hub_name, conn_id, token, protocol, ws);
     }
 
     let settings = app
@@ -255,11 +255,12 @@ fn reconnect(
     hub_name: &str,
     conn_id: String,
     token: String,
+    protocol: Subprotocol,
     ws: WsUpgrade,
 ) -> Response {
     let hub = crate::names::normalize_hub(hub_name).into_owned();
     ws.on_upgrade(move |socket| async move {
-        open::reconnect(app, &hub, &conn_id, &token, socket).await;
+        open::reconnect(app, &hub, &conn_id, &token, protocol, socket).await;
     })
 }
 

@@ -30,6 +30,8 @@ pub struct Delivery {
     pub json_frame: Utf8Bytes,
     /// The frame simple WebSocket clients get: the payload alone.
     pub raw_frame: Message,
+    /// The frame protobuf clients get, encoded when the first of them takes it.
+    protobuf_frame: OnceLock<Message>,
     /// The payload.
     pub payload: Payload,
     /// Where the message sits in its group's history, when the cluster keeps one.
@@ -84,6 +86,7 @@ impl Delivery {
         Arc::new(Delivery {
             json_frame: Utf8Bytes::from(json_frame),
             raw_frame,
+            protobuf_frame: OnceLock::new(),
             payload,
             position,
             published: published.map_or_else(OnceLock::new, OnceLock::from),
@@ -95,7 +98,27 @@ impl Delivery {
         match codec.encoding() {
             Encoding::Json => Message::Text(self.json_frame.clone()),
             Encoding::Raw => self.raw_frame.clone(),
+            Encoding::Protobuf => self
+                .protobuf_frame
+                .get_or_init(|| self.transcode(codec))
+                .clone(),
         }
+    }
+
+    /// Encodes the message for `codec` from its JSON frame, which says who sent it whether it
+    /// was published here or on another node.
+    fn transcode(&self, codec: &dyn Codec) -> Message {
+        let from = match ServerFrame::from_json(&self.json_frame) {
+            Ok(ServerFrame::Message(m)) => m.from,
+            // The hub wrote this frame; should it not read back, the data still goes out.
+            _ => Sender::Server,
+        };
+        codec
+            .encode(&ServerFrame::message(from, &self.payload))
+            .map_or(
+                Message::Binary(self.payload.raw.clone()),
+                crate::socket::message,
+            )
     }
 
     /// Bytes counted against a connection's outbox.

@@ -47,8 +47,12 @@ impl Session {
                     }
                 }
             }
-            Err(e @ DecodeError::UnsupportedData) => {
-                metrics::global().protocol_error("binary_on_json");
+            Err(e @ (DecodeError::UnsupportedData | DecodeError::TextOnBinaryProtocol)) => {
+                let kind = match e {
+                    DecodeError::TextOnBinaryProtocol => "text_on_protobuf",
+                    _ => "binary_on_json",
+                };
+                metrics::global().protocol_error(kind);
                 self.close(socket, &e.to_string(), e.close_code()).await;
                 Some(End::Finished)
             }

@@ -177,7 +177,7 @@ impl Session {
         socket.feed(crate::socket::message(connected)).await?;
         if resumed && let Some(r) = &self.reliable {
             for frame in r.unacked() {
-                socket.feed(Message::Text(frame.clone())).await?;
+                socket.feed(frame.clone()).await?;
             }
         }
         socket.flush().await
@@ -335,14 +335,14 @@ impl Session {
     /// of its encoding, numbered for this connection on a reliable protocol.
     fn frame_for(&mut self, d: &Delivery) -> Result<Message, BufferFull> {
         let frame = d.frame(self.codec());
-        let (Some(r), Message::Text(shared)) = (&mut self.reliable, &frame) else {
+        let Some(r) = &mut self.reliable else {
             return Ok(frame);
         };
-        let numbered = r.stamp(self.conn.protocol.codec(), shared.as_str())?;
-        if let Some(s) = &mut self.shared {
-            s.stamped(r.last_id(), &numbered, d, &self.conn);
+        let numbered = r.stamp(self.conn.protocol.codec(), &frame)?;
+        if let (Some(s), Message::Text(text)) = (&mut self.shared, &numbered) {
+            s.stamped(r.last_id(), text.as_str(), d, &self.conn);
         }
-        Ok(Message::Text(numbered))
+        Ok(numbered)
     }
 
     /// While a reliable client is away: keep numbering and buffering its messages, and wait

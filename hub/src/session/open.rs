@@ -58,30 +58,47 @@ pub async fn open(node: Arc<Node>, opening: Opening, socket: Socket) {
 
 /// A reliable client reconnecting with its connection id and reconnection token: the session
 /// continues on `socket`, or the client is told it must connect afresh.
-pub async fn reconnect(node: Arc<Node>, hub: &str, conn_id: &str, token: &str, socket: Socket) {
+///
+/// A session continues only in the subprotocol it was opened with. The cluster's store keeps a
+/// session's unacknowledged frames as JSON, so only JSON sessions move between nodes; a
+/// protobuf session resumes on the node that holds it.
+pub async fn reconnect(
+    node: Arc<Node>,
+    hub: &str,
+    conn_id: &str,
+    token: &str,
+    protocol: Subprotocol,
+    socket: Socket,
+) {
     let here = node
         .registry
         .hub(hub)
         .and_then(|h| h.connection(conn_id))
         .filter(|c| {
-            c.reconnection_token
-                .as_deref()
-                .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+            c.protocol == protocol
+                && c.reconnection_token
+                    .as_deref()
+                    .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
         });
     let refused = match here {
         // The detached session still holds its place in the budget.
         Some(c) => c.reattach(Box::new(socket)).err().map(|s| s.map(|s| *s)),
-        None => resume(node, hub, conn_id, token, socket)
+        None if protocol == Subprotocol::JsonReliable => resume(node, hub, conn_id, token, socket)
             .await
             .err()
             .map(Some),
+        None => Some(Some(socket)),
     };
     if let Some(Some(mut socket)) = refused {
         debug!(%conn_id, "reconnection refused: unknown or expired session");
         let reason =
             "The session is gone (unknown connection, wrong token or expired); connect again";
-        // Only reliable clients reconnect, so the goodbye is in their protocol.
-        let codec = Subprotocol::JsonReliable.codec();
+        // Only reliable clients reconnect; the goodbye is in the protocol they asked for.
+        let codec = if protocol.is_reliable() {
+            protocol.codec()
+        } else {
+            Subprotocol::JsonReliable.codec()
+        };
         super::say_goodbye(
             &mut socket,
             codec,

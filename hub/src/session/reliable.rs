@@ -3,9 +3,9 @@
 
 use std::collections::VecDeque;
 
-use nerve_protocol::{Codec, Frame, FrameRef};
+use nerve_protocol::{Codec, FrameRef};
 
-use crate::socket::Utf8Bytes;
+use crate::socket::{Message, Utf8Bytes};
 
 /// The reliable buffer exceeded its bounds; the session cannot be recovered.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,7 +15,7 @@ pub struct BufferFull;
 #[derive(Debug)]
 pub struct ReliableBuffer {
     next_sequence_id: u64,
-    unacked: VecDeque<(u64, Utf8Bytes)>,
+    unacked: VecDeque<(u64, Message)>,
     unacked_bytes: usize,
     max_messages: usize,
     max_bytes: usize,
@@ -35,7 +35,7 @@ impl ReliableBuffer {
 
     /// Numbers a message frame with `codec` and keeps it until acknowledged; returns the frame
     /// to write.
-    pub fn stamp(&mut self, codec: &dyn Codec, frame: &str) -> Result<Utf8Bytes, BufferFull> {
+    pub fn stamp(&mut self, codec: &dyn Codec, frame: &Message) -> Result<Message, BufferFull> {
         if self.unacked.len() >= self.max_messages
             || self.unacked_bytes + frame.len() > self.max_bytes
         {
@@ -43,11 +43,13 @@ impl ReliableBuffer {
         }
         let id = self.next_sequence_id;
         self.next_sequence_id += 1;
-        let stamped = match codec.sequence(FrameRef::Text(frame), id) {
-            Some(Frame::Text(numbered)) => Utf8Bytes::from(numbered),
-            // A protocol without sequence ids (or with binary ones) resends the frame as it is.
-            _ => Utf8Bytes::from(frame),
+        let numbered = match frame {
+            Message::Text(text) => codec.sequence(FrameRef::Text(text.as_str()), id),
+            Message::Binary(bytes) => codec.sequence(FrameRef::Binary(bytes), id),
+            _ => None,
         };
+        // A protocol without sequence ids resends the frame as it is.
+        let stamped = numbered.map_or_else(|| frame.clone(), crate::socket::message);
         self.unacked_bytes += stamped.len();
         self.unacked.push_back((id, stamped.clone()));
         if self.unacked.capacity() > 64 && self.unacked.len() < self.unacked.capacity() / 4 {
@@ -88,18 +90,19 @@ impl ReliableBuffer {
             }
             self.next_sequence_id = id + 1;
             self.unacked_bytes += frame.len();
-            self.unacked.push_back((id, Utf8Bytes::from(frame)));
+            self.unacked
+                .push_back((id, Message::Text(Utf8Bytes::from(frame))));
         }
         self.next_sequence_id = self.next_sequence_id.max(last_id + 1);
     }
 
     /// The frames to resend after a reconnection, oldest first.
-    pub fn unacked(&self) -> impl Iterator<Item = &Utf8Bytes> {
+    pub fn unacked(&self) -> impl Iterator<Item = &Message> {
         self.unacked.iter().map(|(_, f)| f)
     }
 
     /// The unacknowledged frames with their sequence ids, oldest first.
-    pub fn unacked_with_ids(&self) -> impl Iterator<Item = (u64, &Utf8Bytes)> {
+    pub fn unacked_with_ids(&self) -> impl Iterator<Item = (u64, &Message)> {
         self.unacked.iter().map(|(id, f)| (*id, f))
     }
 }
@@ -108,22 +111,52 @@ impl ReliableBuffer {
 mod tests {
     use super::*;
     use nerve_protocol::codec::json::ReliableJsonCodec;
+    use nerve_protocol::codec::protobuf::ReliableProtobufCodec;
+    use nerve_protocol::{Codec, Frame, Payload, Sender, ServerFrame};
+
+    fn text(s: &str) -> Message {
+        Message::Text(Utf8Bytes::from(s))
+    }
+
+    #[test]
+    fn binary_frames_are_numbered_by_their_codec() {
+        let p = Payload::text("x");
+        let Some(Frame::Binary(shared)) =
+            ReliableProtobufCodec.encode(&ServerFrame::message(Sender::Server, &p))
+        else {
+            panic!("binary")
+        };
+        let mut b = ReliableBuffer::new(10, 1 << 20);
+        let one = b
+            .stamp(&ReliableProtobufCodec, &Message::Binary(shared.clone()))
+            .unwrap();
+        let two = b
+            .stamp(&ReliableProtobufCodec, &Message::Binary(shared.clone()))
+            .unwrap();
+        assert_ne!(one, two, "each copy carries its own sequence id");
+        assert!(one.len() > shared.len());
+        assert_eq!(b.ack(1), 1);
+        assert_eq!(b.unacked().collect::<Vec<_>>(), vec![&two]);
+    }
 
     #[test]
     fn numbers_from_one_and_trims_on_ack() {
         let mut b = ReliableBuffer::new(10, 1 << 20);
         for _ in 0..5 {
-            b.stamp(&ReliableJsonCodec, r#"{"type":"message"}"#)
+            b.stamp(&ReliableJsonCodec, &text(r#"{"type":"message"}"#))
                 .unwrap();
         }
         b.ack(3);
-        let left: Vec<String> = b.unacked().map(|f| f.as_str().to_string()).collect();
+        let left: Vec<String> = b
+            .unacked()
+            .map(|f| f.to_text().unwrap().to_string())
+            .collect();
         assert_eq!(left.len(), 2);
         assert!(left[0].starts_with(r#"{"sequenceId":4,"#));
         b.ack(99);
         assert!(b.unacked().next().is_none());
-        let next = b.stamp(&ReliableJsonCodec, "{}").unwrap();
-        assert!(next.as_str().starts_with(r#"{"sequenceId":6,"#));
+        let next = b.stamp(&ReliableJsonCodec, &text("{}")).unwrap();
+        assert!(next.to_text().unwrap().starts_with(r#"{"sequenceId":6,"#));
     }
 
     #[test]
@@ -139,28 +172,29 @@ mod tests {
         assert_eq!((b.unacked().count(), b.last_id()), (2, 8));
         assert_eq!(b.ack(7), 1);
         assert!(
-            b.stamp(&ReliableJsonCodec, "{}")
+            b.stamp(&ReliableJsonCodec, &text("{}"))
                 .unwrap()
-                .as_str()
+                .to_text()
+                .unwrap()
                 .starts_with(r#"{"sequenceId":9,"#)
         );
         let mut b = ReliableBuffer::new(10, 1 << 20);
         b.restore(Vec::new(), 41);
-        let next = b.stamp(&ReliableJsonCodec, "{}").unwrap();
-        assert!(next.as_str().starts_with(r#"{"sequenceId":42,"#));
+        let next = b.stamp(&ReliableJsonCodec, &text("{}")).unwrap();
+        assert!(next.to_text().unwrap().starts_with(r#"{"sequenceId":42,"#));
     }
 
     #[test]
     fn bounded_in_messages_and_bytes() {
         let mut b = ReliableBuffer::new(2, 1 << 20);
-        b.stamp(&ReliableJsonCodec, "{}").unwrap();
-        b.stamp(&ReliableJsonCodec, "{}").unwrap();
-        assert_eq!(b.stamp(&ReliableJsonCodec, "{}"), Err(BufferFull));
+        b.stamp(&ReliableJsonCodec, &text("{}")).unwrap();
+        b.stamp(&ReliableJsonCodec, &text("{}")).unwrap();
+        assert_eq!(b.stamp(&ReliableJsonCodec, &text("{}")), Err(BufferFull));
         let mut b = ReliableBuffer::new(100, 40);
-        b.stamp(&ReliableJsonCodec, r#"{"a":"0123456789"}"#)
+        b.stamp(&ReliableJsonCodec, &text(r#"{"a":"0123456789"}"#))
             .unwrap();
         assert_eq!(
-            b.stamp(&ReliableJsonCodec, r#"{"a":"0123456789"}"#),
+            b.stamp(&ReliableJsonCodec, &text(r#"{"a":"0123456789"}"#)),
             Err(BufferFull)
         );
     }

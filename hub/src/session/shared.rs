@@ -176,7 +176,7 @@ impl Session {
                 .collect(),
             frames: self.reliable.as_ref().map_or_else(Vec::new, |r| {
                 r.unacked_with_ids()
-                    .map(|(id, f)| (id, f.as_str().to_string()))
+                    .filter_map(|(id, f)| Some((id, f.to_text().ok()?.to_string())))
                     .collect()
             }),
             last_sequence_id: self.reliable.as_ref().map_or(0, |r| r.last_id()),
@@ -219,7 +219,8 @@ impl Session {
         let Some(store) = self.app.broker.sessions() else {
             return;
         };
-        if self.reliable.is_none() {
+        // The store keeps JSON frames: only JSON sessions move between nodes.
+        if self.reliable.is_none() || self.codec().encoding() != nerve_protocol::Encoding::Json {
             return;
         }
         if self.resumed {

@@ -269,6 +269,7 @@ impl Upstream {
             DataType::Json => ("application/json", payload.json.clone()),
             DataType::Text => ("text/plain; charset=utf-8", payload.raw.clone()),
             DataType::Binary => ("application/octet-stream", payload.raw.clone()),
+            DataType::Protobuf => ("application/x-protobuf", payload.raw.clone()),
         };
         let state = self
             .conns

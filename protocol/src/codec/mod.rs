@@ -1,14 +1,16 @@
 //! The seam between a session and a wire encoding. A session reads every client frame through
 //! [`Codec::decode`] and writes every frame through [`Codec::encode`], so it thinks in typed
 //! frames, never in JSON. Each subprotocol is one module implementing the trait: [`json`] for
-//! `json.webpubsub.azure.v1` and `json.reliable.webpubsub.azure.v1`, [`raw`] for simple
-//! WebSocket clients; MQTT or protobuf would be one more.
+//! `json.webpubsub.azure.v1` and `json.reliable.webpubsub.azure.v1`, [`protobuf`] for
+//! `protobuf.webpubsub.azure.v1` and `protobuf.reliable.webpubsub.azure.v1`, [`raw`] for simple
+//! WebSocket clients.
 //!
 //! Fan-out encodes a message once per [`Encoding`], not once per recipient: codecs that lay a
 //! message out alike (the two JSON protocols) report the same encoding and share its bytes, and
 //! a reliable codec numbers the shared frame per connection with [`Codec::sequence`].
 
 pub mod json;
+pub mod protobuf;
 pub mod raw;
 
 use bytes::Bytes;
@@ -55,6 +57,9 @@ pub enum DecodeError {
     /// A binary frame on a text protocol.
     #[error("Binary frames are not part of the JSON protocol; send JSON text frames")]
     UnsupportedData,
+    /// A text frame on a binary protocol.
+    #[error("Text frames are not part of the protobuf protocol; send binary protobuf frames")]
+    TextOnBinaryProtocol,
 }
 
 impl DecodeError {
@@ -62,7 +67,9 @@ impl DecodeError {
     pub fn close_code(&self) -> u16 {
         match self {
             DecodeError::Invalid(_) => close::INVALID_PAYLOAD,
-            DecodeError::UnsupportedData => close::UNSUPPORTED_DATA,
+            DecodeError::UnsupportedData | DecodeError::TextOnBinaryProtocol => {
+                close::UNSUPPORTED_DATA
+            }
         }
     }
 }
@@ -74,6 +81,8 @@ pub enum Encoding {
     Json,
     /// The payload alone: text or binary, as a simple client gets it.
     Raw,
+    /// A `DownstreamMessage` carrying a `DataMessage`, without `sequence_id`.
+    Protobuf,
 }
 
 /// A wire encoding of the Web PubSub client protocol, as a session uses it.

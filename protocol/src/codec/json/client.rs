@@ -154,7 +154,11 @@ fn valid_event(event: Option<String>) -> Result<String, String> {
 fn payload(data_type: Option<&str>, data: Option<&RawValue>) -> Result<Payload, PayloadError> {
     let data_type = match data_type {
         None => DataType::Json,
-        Some(s) => DataType::parse(s).ok_or_else(|| PayloadError::UnknownDataType(s.into()))?,
+        Some(s) => match DataType::parse(s) {
+            Some(DataType::Protobuf) => return Err(PayloadError::ProtobufOutsideProtobuf),
+            Some(t) => t,
+            None => return Err(PayloadError::UnknownDataType(s.into())),
+        },
     };
     let null;
     let data = match data {
