@@ -331,7 +331,9 @@
   const seg = encodeURIComponent;
   async function act(what, fn) {
     try { await fn(); notice(''); $('c-result').textContent = what; } catch (e) { failed(e); }
-    setTimeout(refreshConnections, 150);
+    // The hub answers before the change lands (a closing socket says goodbye first): look
+    // again a few times.
+    for (const ms of [150, 1000, 2500]) setTimeout(refreshConnections, ms);
   }
   async function refreshConnections() {
     try {

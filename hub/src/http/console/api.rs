@@ -3,7 +3,7 @@
 //! overview and per-second samples, its hubs, and their connections, users and groups as this
 //! node's registry holds them. Answers are JSON; errors are `{code, message}`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use axum::Json;
@@ -301,7 +301,8 @@ struct GroupRow {
 /// Users a group row names at most.
 const GROUP_USERS: usize = 20;
 
-/// `GET /console/api/hubs/{hub}/groups?search=&limit=`: groups with members on this node.
+/// `GET /console/api/hubs/{hub}/groups?search=&limit=`: groups with members on this node, with
+/// the users among them; `search` matches a group or one of its users.
 async fn groups(
     _: Operator,
     State(c): State<Console>,
@@ -315,21 +316,21 @@ async fn groups(
     let mut all = Vec::new();
     if let Some(h) = local_hub(&c, &hub) {
         for (group, n) in h.groups() {
-            if !l.matches([group.as_ref()]) {
-                continue;
-            }
-            let mut users: BTreeMap<String, ()> = BTreeMap::new();
+            let mut users: BTreeSet<String> = BTreeSet::new();
             if let Some(g) = h.group(&group) {
                 for m in g.members() {
                     if let Some(u) = &m.user_id {
-                        users.insert(u.to_string(), ());
+                        users.insert(u.to_string());
                     }
                 }
+            }
+            if !l.matches(std::iter::once(group.as_ref()).chain(users.iter().map(String::as_str))) {
+                continue;
             }
             all.push(GroupRow {
                 group: group.to_string(),
                 members: n,
-                users: users.into_keys().take(GROUP_USERS).collect(),
+                users: users.into_iter().take(GROUP_USERS).collect(),
             });
         }
     }
