@@ -390,11 +390,11 @@
         el('td', {}, el('button', { class: 'ghost', onclick: () => peek(r.capability) }, 'Peek'), ' ',
           r.deadLettered ? el('button', { class: 'ghost', 'data-action': 'redrive-all', onclick: () => redrive(r.capability) }, 'Redrive all') : null))));
       if (!q.queues.length) $('b-queues').append(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, 'no capability has a queue yet')));
-      $('b-dead').replaceChildren(...d.deadLetters.map((x) => el('tr', { 'data-entry': x.entryId, 'data-capability': x.partition.capability },
+      $('b-dead').replaceChildren(...d.deadLetters.map((x) => el('tr', { 'data-entry': x.entry_id, 'data-capability': x.partition.capability },
         el('td', {}, x.partition.capability), el('td', {}, el('b', {}, x.reason), el('div', { class: 'muted' }, x.description)),
-        el('td', {}, x.deliveries), el('td', { class: 'muted' }, new Date(x.deadLetteredMs).toLocaleTimeString()),
+        el('td', {}, x.deliveries), el('td', { class: 'muted' }, new Date(x.dead_lettered_ms).toLocaleTimeString()),
         el('td', {}, el('code', {}, JSON.stringify(x.envelope.data).slice(0, 300))),
-        el('td', {}, el('button', { 'data-action': 'redrive', onclick: () => redrive(x.partition.capability, x.entryId) }, 'Redrive')))));
+        el('td', {}, el('button', { 'data-action': 'redrive', onclick: () => redrive(x.partition.capability, x.entry_id, x.partition.index) }, 'Redrive')))));
       if (!d.deadLetters.length) $('b-dead').append(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, 'no dead letters')));
       $('b-agents').replaceChildren(...a.agents.map((c) => el('div', { class: 'node', 'data-agent': c.id },
         el('div', { class: 'row' }, el('b', {}, c.name), el('code', { class: 'muted' }, c.id), el('span', { class: 'muted' }, c.version)),
@@ -418,9 +418,9 @@
           el('code', {}, r.task.id), ' ', text((r.task.history || [])[0])))) : el('p', { class: 'muted' }, 'none: every task of this capability is finished'));
     } catch (e) { failed(e); }
   }
-  async function redrive(cap, entryId) {
+  async function redrive(cap, entryId, partition) {
     try {
-      const r = await bus('bus.dlq.redrive', entryId ? { capability: cap, entryId } : { capability: cap });
+      const r = await bus('bus.dlq.redrive', entryId ? { capability: cap, entryId, partition } : { capability: cap });
       notice(`${r.redriven} dead letter${r.redriven === 1 ? '' : 's'} of ${cap} back on the queue`);
       $('notice').classList.remove('notice');
     } catch (e) { failed(e); }

@@ -62,8 +62,10 @@ pub async fn dead_letters(
     Ok(json!({ "deadLetters": out }))
 }
 
-/// `bus.dlq.redrive {capability, entryId?}`: puts a capability's dead letters (or one) back
-/// on its queue. Needs `bus.admin`.
+/// `bus.dlq.redrive {capability, entryId?, partition?}`: puts a capability's dead letters (or
+/// one) back on its queue. Entry ids are per partition, so naming one letter takes its
+/// partition's index too (without it, the entry id is matched in every partition). Needs
+/// `bus.admin`.
 pub async fn redrive(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<Value, OpError> {
     if !caller.grants.is_admin() {
         return Err(OpError::Forbidden(
@@ -72,9 +74,19 @@ pub async fn redrive(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<V
     }
     let cap = str_field(data, "capability")?;
     let entry = data.get("entryId").and_then(Value::as_str);
+    let partition = match data.get("partition") {
+        None | Some(Value::Null) => None,
+        Some(p) => Some(
+            p.as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| OpError::BadRequest("'partition' must be a partition index".into()))?,
+        ),
+    };
     let mut redriven = 0u64;
     for d in bridge.bus.dead_letters(cap).await? {
-        if entry.is_none_or(|e| e == d.entry_id) && bridge.bus.redrive(&d).await? {
+        let named = entry.is_none_or(|e| e == d.entry_id)
+            && partition.is_none_or(|p| p == d.partition.index);
+        if named && bridge.bus.redrive(&d).await? {
             redriven += 1;
         }
     }

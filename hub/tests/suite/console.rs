@@ -342,6 +342,16 @@ async fn the_bus_explorer_reads_queues_and_peeks_unfinished_tasks() {
     assert_eq!(peeked["tasks"][0]["task"]["id"], task["taskId"]);
     let (status, refused) = post(&hub, "/bus/api/bus.peek", &watcher, json!({})).await;
     assert_eq!(status, 400, "{refused}");
+    let admin = hub.token("bus", Some("ops"), &["bus.admin"], &[]);
+    let (status, refused) = post(
+        &hub,
+        "/bus/api/bus.dlq.redrive",
+        &admin,
+        json!({"capability": "pack", "entryId": "1", "partition": "first"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["message"].as_str().expect("message").contains("'partition'"));
     let nobody = hub.token("bus", Some("eve"), &[], &[]);
     let (status, _) = post(&hub, "/bus/api/bus.queues", &nobody, json!({})).await;
     assert_eq!(status, 403);

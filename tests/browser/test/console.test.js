@@ -208,29 +208,37 @@ test('connections: search, send a test message, remove from a group, close', asy
 test('bus explorer: queues, agents, a dead letter redriven from the page, chains in the task tree', async () => {
   const triage = await busCall(env.hub, 'bus.submit', { capability: 'support.triage', text: 'where is order 42?' });
   const sync = await busCall(env.hub, 'bus.submit', { capability: 'inventory.sync', text: 'sync warehouse 3' });
+  const later = await busCall(env.hub, 'bus.submit', { capability: 'inventory.sync', text: 'sync warehouse 4' });
   const page = await openConsole('bus');
   await page.locator('#b-agents [data-agent="inventory-1"]').waitFor();
   for (const id of ['triage-1', 'orders-1', 'billing-1']) await page.locator(`#b-agents [data-agent="${id}"]`).waitFor();
   assert.match(await page.locator('#b-agents [data-agent="inventory-1"]').textContent(), /inventory\.sync/);
   await page.locator('#b-queues tr[data-capability="support.triage"]').waitFor();
 
-  const dead = page.locator('#b-dead tr[data-capability="inventory.sync"]');
-  await dead.waitFor();
+  const deadRows = page.locator('#b-dead tr[data-capability="inventory.sync"]');
+  await page.locator('#b-queues tr[data-capability="inventory.sync"] td[data-col="dead"]', { hasText: '2' }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('#b-dead tr[data-capability="inventory.sync"]').length === 2);
+  const dead = deadRows.filter({ hasText: 'sync warehouse 3' });
   assert.match(await dead.textContent(), /MaxDeliveryCountExceeded/);
   assert.strictEqual((await dead.locator('td').nth(2).textContent()).trim(), '10');
-  assert.match(await dead.textContent(), /sync warehouse 3/);
-  await page.locator('#b-queues tr[data-capability="inventory.sync"] td[data-col="dead"]', { hasText: '1' }).waitFor();
+  assert.match(await dead.locator('td').nth(3).textContent(), /\d+:\d+/);
   await page.locator('#b-queues tr[data-capability="inventory.sync"] button', { hasText: 'Peek' }).click();
   await page.locator('#b-peek', { hasText: 'Unfinished tasks of inventory.sync' }).waitFor();
   await screenshot(page, 'console-bus-dead-letter.png');
 
+  // Redrive one: the other stays dead-lettered.
   await dead.locator('button[data-action="redrive"]').click();
   await page.locator('#notice', { hasText: '1 dead letter of inventory.sync back on the queue' }).waitFor();
   await dead.waitFor({ state: 'detached' });
+  assert.strictEqual(await deadRows.filter({ hasText: 'sync warehouse 4' }).count(), 1);
   const chain = page.locator(`#b-chains li[data-chain="${sync.correlationId}"]`);
   await chain.locator('.badge.completed').waitFor();
   await chain.locator('a', { hasText: 'open tree' }).click();
   await page.locator(`#b-tree[data-chain="${sync.correlationId}"] .node[data-state="completed"]`, { hasText: 'inventory.sync' }).waitFor();
+  // Then all that is left.
+  await page.locator('#b-queues tr[data-capability="inventory.sync"] button[data-action="redrive-all"]').click();
+  await deadRows.first().waitFor({ state: 'detached' });
+  await page.locator(`#b-chains li[data-chain="${later.correlationId}"] .badge.completed`).waitFor();
 
   const support = page.locator(`#b-chains li[data-chain="${triage.correlationId}"]`);
   await support.locator('.badge.completed').waitFor();
