@@ -248,7 +248,11 @@ mod tests {
     async fn watchers_receive_what_is_emitted() {
         let trace = Arc::new(LiveTrace::new(true));
         let mut w = trace.watch(false);
-        trace.emit(|| TraceEvent::new(Kind::Join, "chat").of("c1", Some("u")).in_group("g"));
+        trace.emit(|| {
+            TraceEvent::new(Kind::Join, "chat")
+                .of("c1", Some("u"))
+                .in_group("g")
+        });
         let e = w.rx.recv().await.expect("event");
         assert_eq!(e.kind, Kind::Join);
         assert_eq!(e.group.as_deref(), Some("g"));

@@ -79,7 +79,9 @@ pub async fn redrive(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<V
         Some(p) => Some(
             p.as_u64()
                 .and_then(|p| u16::try_from(p).ok())
-                .ok_or_else(|| OpError::BadRequest("'partition' must be a partition index".into()))?,
+                .ok_or_else(|| {
+                    OpError::BadRequest("'partition' must be a partition index".into())
+                })?,
         ),
     };
     let mut redriven = 0u64;

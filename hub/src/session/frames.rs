@@ -202,7 +202,9 @@ impl Session {
             return Err(forbidden("send to", group));
         }
         self.app.trace.emit(|| {
-            self.app.trace.message(&self.hub.name, &payload)
+            self.app
+                .trace
+                .message(&self.hub.name, &payload)
                 .of(&self.conn.id, self.conn.user_id.as_deref())
                 .in_group(group)
                 .detail(format!("sendToGroup {group}"))

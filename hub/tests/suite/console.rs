@@ -25,15 +25,15 @@ async fn every_console_call_needs_an_access_key_and_no_answer_shows_it() {
     let nobody = crate::harness::Rest::new(hub.endpoint().to_string(), "not-the-key");
     for path in PATHS {
         let url = format!("{}{path}", hub.endpoint());
-        let bare = nobody
-            .call_with_token(Method::GET, &url, None, None)
-            .await;
+        let bare = nobody.call_with_token(Method::GET, &url, None, None).await;
         assert_eq!(bare.status, 401, "{path}: {}", bare.body);
         assert_eq!(bare.json()["code"], "Unauthorized", "{path}");
         let forged = nobody.call(Method::GET, path, None).await;
         assert_eq!(forged.status, 401, "{path}: {}", forged.body);
         // A token for another URL is refused as well.
-        let other = hub.rest(0).token(&format!("{}/console/api/hubs", hub.endpoint()));
+        let other = hub
+            .rest(0)
+            .token(&format!("{}/console/api/hubs", hub.endpoint()));
         if *path != "/console/api/hubs" {
             let wrong = nobody
                 .call_with_token(Method::GET, &url, None, Some(&other))
@@ -53,7 +53,10 @@ async fn every_console_call_needs_an_access_key_and_no_answer_shows_it() {
     assert!(html.contains("\"key\":null"), "{html}");
     assert!(!html.contains(hub.key()));
     let local = crate::harness::http_get(hub.port, "/console/").await;
-    assert!(local.contains(hub.key()), "a local browser signs in by itself");
+    assert!(
+        local.contains(hub.key()),
+        "a local browser signs in by itself"
+    );
 }
 
 #[tokio::test]
@@ -103,25 +106,50 @@ async fn listings_show_connections_with_their_groups_and_roles() {
         .call(Method::GET, "/console/api/hubs/chat/users", None)
         .await
         .json();
-    assert_eq!(users["rows"][1], json!({"userId": "bob", "connections": 1, "groups": ["lobby"]}));
+    assert_eq!(
+        users["rows"][1],
+        json!({"userId": "bob", "connections": 1, "groups": ["lobby"]})
+    );
     let groups = rest
         .call(Method::GET, "/console/api/hubs/chat/groups", None)
         .await
         .json();
-    assert_eq!(groups["rows"], json!([{"group": "lobby", "members": 1, "users": ["bob"]}]));
-    let hubs = rest.call(Method::GET, "/console/api/hubs", None).await.json();
+    assert_eq!(
+        groups["rows"],
+        json!([{"group": "lobby", "members": 1, "users": ["bob"]}])
+    );
+    let hubs = rest
+        .call(Method::GET, "/console/api/hubs", None)
+        .await
+        .json();
     assert_eq!(hubs["hubs"][0]["hub"], "chat");
     assert_eq!(hubs["hubs"][0]["users"], 2);
 
     for (path, words) in [
-        ("/console/api/hubs/chat/connections?limit=0", "'limit' must be 1 to 1000"),
-        ("/console/api/hubs/chat/users?limit=x", "'limit' must be a whole number"),
+        (
+            "/console/api/hubs/chat/connections?limit=0",
+            "'limit' must be 1 to 1000",
+        ),
+        (
+            "/console/api/hubs/chat/users?limit=x",
+            "'limit' must be a whole number",
+        ),
         ("/console/api/hubs/9bad/groups", "invalid hub name"),
-        ("/console/api/metrics?seconds=100000", "'seconds' must be 1 to 300"),
+        (
+            "/console/api/metrics?seconds=100000",
+            "'seconds' must be 1 to 300",
+        ),
     ] {
         let bad = rest.call(Method::GET, path, None).await;
         assert_eq!(bad.status, 400, "{path}: {}", bad.body);
-        assert!(bad.json()["message"].as_str().expect("message").contains(words), "{}", bad.body);
+        assert!(
+            bad.json()["message"]
+                .as_str()
+                .expect("message")
+                .contains(words),
+            "{}",
+            bad.body
+        );
     }
     // The console's close goes through the REST API: the one home of closing.
     let closed = rest
@@ -233,12 +261,22 @@ async fn the_live_trace_streams_events_filtered_with_payloads_only_on_request() 
         .await
         .expect("in time")
         .expect("watcher");
-    let kinds: Vec<&str> = seen.iter().map(|e| e["kind"].as_str().expect("kind")).collect();
-    assert_eq!(kinds, vec!["connect", "join", "message", "disconnect"], "{seen:?}");
+    let kinds: Vec<&str> = seen
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["connect", "join", "message", "disconnect"],
+        "{seen:?}"
+    );
     assert!(seen.iter().all(|e| e["user"] == "carol"));
     assert_eq!(seen[2]["group"], "room");
     assert_eq!(seen[2]["bytes"], 17);
-    assert!(seen[2].get("payload").is_none(), "payloads were not asked for");
+    assert!(
+        seen[2].get("payload").is_none(),
+        "payloads were not asked for"
+    );
     let loud = tokio::time::timeout(WAIT, with_payloads)
         .await
         .expect("in time")
@@ -249,7 +287,10 @@ async fn the_live_trace_streams_events_filtered_with_payloads_only_on_request() 
     let (ready, wait) = tokio::sync::oneshot::channel();
     let h = hub.clone();
     let rest_watch = tokio::spawn(async move {
-        trace_events(&h, "", ready, 2, |v| v["kind"] == "rest" || v["kind"] == "message").await
+        trace_events(&h, "", ready, 2, |v| {
+            v["kind"] == "rest" || v["kind"] == "message"
+        })
+        .await
     });
     wait.await.expect("watcher");
     let sent = hub
@@ -265,11 +306,20 @@ async fn the_live_trace_streams_events_filtered_with_payloads_only_on_request() 
         .await
         .expect("in time")
         .expect("watcher");
-    let rest_event = events.iter().find(|e| e["kind"] == "rest").expect("rest event");
+    let rest_event = events
+        .iter()
+        .find(|e| e["kind"] == "rest")
+        .expect("rest event");
     let detail = rest_event["detail"].as_str().expect("detail");
-    assert!(detail.starts_with("POST /api/hubs/chat/groups/room/:send → 202"), "{detail}");
+    assert!(
+        detail.starts_with("POST /api/hubs/chat/groups/room/:send → 202"),
+        "{detail}"
+    );
     let text = serde_json::to_string(&events).expect("json");
-    assert!(!text.contains(hub.key()) && !text.contains("Bearer"), "{text}");
+    assert!(
+        !text.contains(hub.key()) && !text.contains("Bearer"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -293,7 +343,10 @@ async fn samples_count_traffic_each_second() {
             .await
             .json();
         let s = m["samples"].as_array().cloned().unwrap_or_default();
-        let total: u64 = s.iter().map(|x| x["messagesIn"].as_u64().unwrap_or(0)).sum();
+        let total: u64 = s
+            .iter()
+            .map(|x| x["messagesIn"].as_u64().unwrap_or(0))
+            .sum();
         (total >= 5).then_some(s)
     })
     .await;
@@ -302,7 +355,10 @@ async fn samples_count_traffic_each_second() {
     assert_eq!(last["groups"], 1);
     assert_eq!(last["users"], 1);
     assert_eq!(last["redisUp"], true);
-    let out: u64 = samples.iter().map(|x| x["messagesOut"].as_u64().unwrap_or(0)).sum();
+    let out: u64 = samples
+        .iter()
+        .map(|x| x["messagesOut"].as_u64().unwrap_or(0))
+        .sum();
     assert!(out >= 5, "{samples:?}");
 }
 
@@ -351,7 +407,12 @@ async fn the_bus_explorer_reads_queues_and_peeks_unfinished_tasks() {
     )
     .await;
     assert_eq!(status, 400, "{refused}");
-    assert!(refused["message"].as_str().expect("message").contains("'partition'"));
+    assert!(
+        refused["message"]
+            .as_str()
+            .expect("message")
+            .contains("'partition'")
+    );
     let nobody = hub.token("bus", Some("eve"), &[], &[]);
     let (status, _) = post(&hub, "/bus/api/bus.queues", &nobody, json!({})).await;
     assert_eq!(status, 403);

@@ -48,8 +48,10 @@ impl FromRequestParts<Console> for Operator {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(a)| *a);
-        crate::http::rest::admit(&console.node, peer, &parts.headers, &parts.uri)?;
-        Ok(Operator)
+        match crate::http::rest::refusal(&console.node, peer, &parts.headers, &parts.uri) {
+            Some(refused) => Err(refused),
+            None => Ok(Operator),
+        }
     }
 }
 
@@ -226,7 +228,8 @@ async fn connections(
     let mut all: Vec<ConnectionRow> = Vec::new();
     if let Some(h) = local_hub(&c, &hub) {
         for conn in h.all_connections() {
-            let mut groups: Vec<String> = conn.groups.lock().iter().map(|g| g.to_string()).collect();
+            let mut groups: Vec<String> =
+                conn.groups.lock().iter().map(|g| g.to_string()).collect();
             groups.sort();
             let user = conn.user_id.as_deref();
             let texts = std::iter::once(conn.id.as_ref())

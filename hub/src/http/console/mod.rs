@@ -44,9 +44,15 @@ pub fn routes(node: Arc<Node>) -> HttpRouter<Arc<Node>> {
     tokio::spawn(samples::run(node.clone(), samples.clone()));
     let console = Console { node, samples };
     HttpRouter::new()
-        .route("/console", get(|| async { Redirect::permanent("/console/") }))
+        .route(
+            "/console",
+            get(|| async { Redirect::permanent("/console/") }),
+        )
         .route("/console/", get(page))
-        .route("/console/console.js", get(|| asset(SCRIPT, "text/javascript")))
+        .route(
+            "/console/console.js",
+            get(|| asset(SCRIPT, "text/javascript")),
+        )
         .route("/console/style.css", get(|| asset(STYLE, "text/css")))
         .merge(api::routes())
         .with_state(console)

@@ -60,7 +60,7 @@ async fn dispatch(
     body: Body,
 ) -> Response {
     let peer = caller.map(|Extension(ConnectInfo(addr))| addr);
-    if let Err(refused) = admit(&app, peer, &headers, &uri) {
+    if let Some(refused) = refusal(&app, peer, &headers, &uri) {
         return refused;
     }
     let (hub, op) = match route::parse(&method, uri.path()) {
@@ -114,29 +114,30 @@ async fn dispatch(
 }
 
 /// Checks a request's Bearer token (signed with an access key, its audience this URL) and the
-/// caller's REST rate: per key once verified, per address while its tokens fail. The REST API
-/// and the console's API admit callers here.
-pub(crate) fn admit(
+/// caller's REST rate: per key once verified, per address while its tokens fail. Answers the
+/// refusal (401 or 429), or `None` to go on. The REST API and the console's API admit
+/// callers here.
+pub(crate) fn refusal(
     app: &Node,
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
     uri: &Uri,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let slot = match auth::authorize(app, headers, uri) {
         Ok(slot) => slot,
         Err(e) => {
             if let Some(addr) = peer
                 && let Err(retry) = app.rest_rate.check(RestCaller::Address(addr.ip()))
             {
-                return Err(crate::http::error::rest_rate_refused(retry));
+                return Some(crate::http::error::rest_rate_refused(retry));
             }
-            return Err(e.into_response());
+            return Some(e.into_response());
         }
     };
-    if let Err(retry) = app.rest_rate.check(RestCaller::Key(slot)) {
-        return Err(crate::http::error::rest_rate_refused(retry));
+    match app.rest_rate.check(RestCaller::Key(slot)) {
+        Ok(()) => None,
+        Err(retry) => Some(crate::http::error::rest_rate_refused(retry)),
     }
-    Ok(())
 }
 
 async fn run(call: &Call, op: Op, body: Body) -> Result<Response, ApiError> {
