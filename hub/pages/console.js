@@ -241,6 +241,13 @@
       $('t-redis').textContent = !o.cluster.redis ? 'not used' : o.cluster.redisUp ? 'healthy' : 'down';
       $('redis-dot').className = 'dot ' + (!o.cluster.redis || o.cluster.redisUp ? 'up' : 'down');
       $('hubs').replaceChildren(...o.hubs.map((h) => el('tr', {}, el('td', {}, h.hub), el('td', {}, h.connections), el('td', {}, h.groups), el('td', {}, h.users))));
+      $('nodes-panel').classList.toggle('hidden', !o.nodes.length);
+      $('nodes').replaceChildren(...o.nodes.map(({ node, sample: n }) => el('tr', { 'data-node': node },
+        el('td', {}, el('b', {}, node), node === o.node ? el('span', { class: 'muted' }, ' (this one)') : null),
+        el('td', { 'data-col': 'connections' }, n.connections), el('td', {}, n.groups), el('td', {}, n.users),
+        el('td', {}, n.messagesIn), el('td', {}, n.messagesOut), el('td', {}, n.restLatencyMs == null ? '–' : n.restLatencyMs.toFixed(1)),
+        el('td', {}, el('span', { class: 'dot ' + (n.redisUp ? 'up' : 'down') })),
+        el('td', { class: 'muted' }, new Date(n.t).toLocaleTimeString()))));
       for (const c of charts) draw(c, s);
       $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
       document.body.dataset.samples = s.length;

@@ -417,3 +417,41 @@ async fn the_bus_explorer_reads_queues_and_peeks_unfinished_tasks() {
     let (status, _) = post(&hub, "/bus/api/bus.queues", &nobody, json!({})).await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_the_overview_shows_every_node() {
+    let redis = nerve_testkit::RedisServer::start();
+    let node = |id: &str| {
+        Hub::start_with(
+            &["console-cluster-key"],
+            "",
+            &["--redis", &redis.url(), "--node-id", id],
+        )
+    };
+    let a = node("console-a");
+    let b = node("console-b");
+    let (_bob, _) = b.client("chat", Some("bob"), Some(JSON)).await;
+    let rest = a.rest(0);
+    let nodes = nerve_testkit::eventually(WAIT, "both nodes in a's overview", || async {
+        let o = rest
+            .call(Method::GET, "/console/api/overview", None)
+            .await
+            .json();
+        let nodes = o["nodes"].as_array().cloned().unwrap_or_default();
+        let b_seen = nodes
+            .iter()
+            .any(|n| n["node"] == "console-b" && n["sample"]["connections"] == 1);
+        (nodes.len() == 2 && b_seen).then_some(nodes)
+    })
+    .await;
+    assert_eq!(nodes[0]["node"], "console-a");
+    assert_eq!(nodes[0]["sample"]["connections"], 0);
+    assert_eq!(nodes[0]["sample"]["redisUp"], true);
+    // The listings stay this node's: bob is on b.
+    let listed = rest
+        .call(Method::GET, "/console/api/hubs/chat/connections", None)
+        .await
+        .json();
+    assert_eq!(listed["node"], "console-a");
+    assert_eq!(listed["total"], 0);
+}

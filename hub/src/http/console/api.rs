@@ -73,8 +73,22 @@ async fn overview(_: Operator, State(c): State<Console>) -> Response {
         "historySeconds": c.samples.capacity(),
         "latest": latest,
         "hubs": hub_rows(node),
+        "nodes": cluster_nodes(node),
     }))
     .into_response()
+}
+
+/// Every live node's latest sample as the cluster shares them (empty on a single node):
+/// `[{node, sample}]`.
+fn cluster_nodes(node: &crate::node::Node) -> Vec<Value> {
+    node.broker
+        .node_stats()
+        .into_iter()
+        .filter_map(|(id, json)| {
+            let sample: Value = serde_json::from_str(&json).ok()?;
+            Some(json!({"node": id, "sample": sample}))
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -132,7 +132,11 @@ pub async fn run(node: Arc<Node>, samples: Arc<Samples>) {
             _ = tick.tick() => {}
         }
         let now = Reading::now();
-        samples.push(sample(&node, &last, &now));
+        let s = sample(&node, &last, &now);
+        if let Ok(json) = serde_json::to_string(&s) {
+            node.broker.share_stats(json);
+        }
+        samples.push(s);
         last = now;
     }
 }
