@@ -392,11 +392,11 @@
     try {
       const [q, d, a, t] = await Promise.all([bus('bus.queues'), bus('bus.dlq.list'), bus('bus.agents'), bus('bus.tasks', { rootsOnly: true, limit: 20 })]);
       $('b-queues').replaceChildren(...q.queues.map((r) => el('tr', { 'data-capability': r.capability },
-        el('td', {}, el('b', {}, r.capability)), el('td', { 'data-col': 'waiting' }, r.waiting), el('td', { 'data-col': 'inFlight' }, r.inFlight),
+        el('td', {}, el('b', {}, r.capability)), el('td', { 'data-col': 'waiting' }, r.waiting), el('td', { 'data-col': 'delayed' }, r.delayed), el('td', { 'data-col': 'inFlight' }, r.inFlight),
         el('td', { 'data-col': 'dead' }, r.deadLettered), el('td', { class: 'muted' }, r.agents.join(', ') || 'none'),
         el('td', {}, el('button', { class: 'ghost', onclick: () => peek(r.capability) }, 'Peek'), ' ',
           r.deadLettered ? el('button', { class: 'ghost', 'data-action': 'redrive-all', onclick: () => redrive(r.capability) }, 'Redrive all') : null))));
-      if (!q.queues.length) $('b-queues').append(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, 'no capability has a queue yet')));
+      if (!q.queues.length) $('b-queues').append(el('tr', {}, el('td', { colspan: 7, class: 'muted' }, 'no capability has a queue yet')));
       $('b-dead').replaceChildren(...d.deadLetters.map((x) => el('tr', { 'data-entry': x.entry_id, 'data-capability': x.partition.capability },
         el('td', {}, x.partition.capability), el('td', {}, el('b', {}, x.reason), el('div', { class: 'muted' }, x.description)),
         el('td', {}, x.deliveries), el('td', { class: 'muted' }, new Date(x.dead_lettered_ms).toLocaleTimeString()),

@@ -98,8 +98,9 @@ pub async fn redrive(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<V
 /// Tasks `bus.peek` answers with at most.
 const MAX_PEEK: usize = 50;
 
-/// `bus.queues`: every capability with a queue, with its messages waiting (queued, scheduled
-/// or backing off before a retry), in flight and dead-lettered, and the agents serving it.
+/// `bus.queues`: every capability with a queue, with its messages waiting (and of those, the
+/// ones delayed: scheduled for later or backing off before a retry), in flight and
+/// dead-lettered, and the agents serving it.
 pub async fn queues(bridge: &Bridge, caller: &Caller) -> Result<Value, OpError> {
     need_watch(caller)?;
     let t = bridge.bus.transport();
@@ -119,6 +120,7 @@ pub async fn queues(bridge: &Bridge, caller: &Caller) -> Result<Value, OpError> 
             "partitions": partitions,
             "waiting": levels.waiting,
             "inFlight": levels.in_flight,
+            "delayed": levels.delayed,
             "deadLettered": levels.dead,
             "agents": serving,
         }));

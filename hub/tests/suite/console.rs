@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{ALL_ROLES, BusClient, FAST_BUS, Hub, JSON, WAIT, post};
+use crate::harness::{ALL_ROLES, BusClient, Hub, JSON, WAIT, post};
 
 const PATHS: &[&str] = &[
     "/console/api/overview",
@@ -364,7 +364,8 @@ async fn samples_count_traffic_each_second() {
 
 #[tokio::test]
 async fn the_bus_explorer_reads_queues_and_peeks_unfinished_tasks() {
-    let hub = Hub::start_with_config(FAST_BUS);
+    // The default bus: its first retry waits a second, long enough to be seen delayed.
+    let hub = Hub::start();
     let mut agent = BusClient::connect(&hub, "packer", &["bus.serve.pack"]).await;
     agent.register("packer", &["pack"]).await;
     let submitter = hub.token("bus", Some("ops"), &["bus.submit.pack"], &[]);
@@ -396,6 +397,20 @@ async fn the_bus_explorer_reads_queues_and_peeks_unfinished_tasks() {
     .await;
     assert_eq!(status, 200, "{peeked}");
     assert_eq!(peeked["tasks"][0]["task"]["id"], task["taskId"]);
+    // A retry backs off: the message waits, delayed, then comes back.
+    agent
+        .ok(
+            "bus.task.retry",
+            json!({"taskId": task["taskId"], "reason": "not yet"}),
+        )
+        .await;
+    nerve_testkit::eventually(WAIT, "the retry delayed", || async {
+        let (_, v) = post(&hub, "/bus/api/bus.queues", &watcher, json!({})).await;
+        (v["queues"][0]["delayed"] == 1 && v["queues"][0]["waiting"] == 1).then_some(())
+    })
+    .await;
+    let again = agent.push("bus.task").await;
+    assert_eq!(again["task"]["id"], task["taskId"]);
     let (status, refused) = post(&hub, "/bus/api/bus.peek", &watcher, json!({})).await;
     assert_eq!(status, 400, "{refused}");
     let admin = hub.token("bus", Some("ops"), &["bus.admin"], &[]);
