@@ -10,8 +10,8 @@
 //! node                 the node's shared state and `ops`, the one home of every registry operation
 //! cluster              Broker, SessionStore and the Inbound callback; in-memory and Redis engines
 //! registry             hubs, connections, users, groups, encode-once fan-out into outboxes
-//! leaves               auth, config, filter, limits, metrics, names, socket, telemetry,
-//!                      tls, upstream
+//! leaves               auth, config, filter, limits, livetrace, metrics, names, socket,
+//!                      telemetry, tls, upstream
 //! ```
 //!
 //! Only what the `nerve` binary, the fuzz targets and the tests need is public.
@@ -25,6 +25,7 @@ pub mod config;
 pub mod filter;
 mod http;
 mod limits;
+mod livetrace;
 mod metrics;
 mod names;
 mod node;

@@ -3,6 +3,7 @@
 //! One process-wide registry: counters are cheap atomics, so they sit directly on hot paths.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -108,6 +109,39 @@ pub struct Metrics {
     /// Tasks alive on the hub's async runtime, read at each scrape: connections, sessions and
     /// background loops; a number that keeps growing under steady load is a leak.
     pub runtime_tasks: Gauge,
+    /// Plain running totals the console samples (not exported: the labelled metrics above
+    /// say the same with more detail).
+    pub totals: Totals,
+}
+
+/// Running totals across labels, read by the console once a second.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Messages received, every path.
+    pub messages_in: AtomicU64,
+    /// Message bytes received, every path.
+    pub bytes_in: AtomicU64,
+    /// Refused tokens, protocol errors and limit violations.
+    pub errors: AtomicU64,
+    /// REST calls answered, and the microseconds they took in all.
+    pub rest_calls: AtomicU64,
+    /// Microseconds REST calls took, summed.
+    pub rest_micros: AtomicU64,
+    /// Redis round trips of the cluster broker.
+    pub redis_calls: AtomicU64,
+    /// Microseconds Redis round trips took, summed.
+    pub redis_micros: AtomicU64,
+}
+
+impl Totals {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a total.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
 }
 
 impl Metrics {
@@ -142,6 +176,7 @@ impl Metrics {
             bus_redeliveries: Counter::default(),
             bus_dead_letters: Counter::default(),
             runtime_tasks: Gauge::default(),
+            totals: Totals::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -280,6 +315,7 @@ impl Metrics {
         self.limit_violations
             .get_or_create(&KindLabel { kind })
             .inc();
+        Totals::add(&self.totals.errors, 1);
     }
 
     /// Records how long a REST operation took.
@@ -287,6 +323,8 @@ impl Metrics {
         self.rest_latency
             .get_or_create(&RouteLabel { route })
             .observe(took.as_secs_f64());
+        Totals::add(&self.totals.rest_calls, 1);
+        Totals::add(&self.totals.rest_micros, took.as_micros() as u64);
     }
 
     /// Counts an upstream call: `Ok(())`, or `Err(reason)` for a failure (`timeout`,
@@ -314,6 +352,8 @@ impl Metrics {
     /// Hook for the cluster broker: one Redis round trip took `took`.
     pub fn redis_round_trip(&self, took: Duration) {
         self.redis_latency.observe(took.as_secs_f64());
+        Totals::add(&self.totals.redis_calls, 1);
+        Totals::add(&self.totals.redis_micros, took.as_micros() as u64);
     }
 
     /// Agent bus: deliveries being handled on this node right now.
@@ -362,6 +402,7 @@ impl Metrics {
         self.protocol_errors
             .get_or_create(&ResultLabel { result })
             .inc();
+        Totals::add(&self.totals.errors, 1);
     }
 
     /// Counts a refused token by reason.
@@ -369,6 +410,7 @@ impl Metrics {
         self.auth_failures
             .get_or_create(&ResultLabel { result })
             .inc();
+        Totals::add(&self.totals.errors, 1);
     }
 
     /// Counts a received message.
@@ -377,6 +419,8 @@ impl Metrics {
         self.bytes_in
             .get_or_create(&PathLabel { path })
             .inc_by(bytes as u64);
+        Totals::add(&self.totals.messages_in, 1);
+        Totals::add(&self.totals.bytes_in, bytes as u64);
     }
 
     /// The text exposition format.

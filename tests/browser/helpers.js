@@ -25,16 +25,17 @@ function waitForLine(child, pred, what, ms = 30000) {
   });
 }
 
-// Starts the hub with a fresh key on a free port, or with `key` on `port` (a restart).
-async function startHub({ key, port } = {}) {
+// Starts the hub with a fresh key on a free port, or with `key` on `port` (a restart);
+// `listen` names another address to listen on (default 127.0.0.1).
+async function startHub({ key, port, listen } = {}) {
   key ??= 'browser-' + crypto.randomBytes(16).toString('hex');
   const config = path.join(os.tmpdir(), `nerve-browser-${process.pid}-${Date.now()}.toml`);
   fs.writeFileSync(config, '[bus]\nfast = true\n');
   const bin = process.env.NERVE_BIN || path.join(root, 'target', 'debug', 'nerve');
-  const child = spawn(bin, ['--listen', `127.0.0.1:${port ?? 0}`, '--access-key', key, '--log-level', 'warn', '--config', config],
+  const child = spawn(bin, ['--listen', `${listen ?? '127.0.0.1'}:${port ?? 0}`, '--access-key', key, '--log-level', 'warn', '--config', config],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   const bound = await waitForLine(child, (l) => {
-    const m = /^Endpoint=http:\/\/127\.0\.0\.1:(\d+);/.exec(l);
+    const m = /^Endpoint=http:\/\/[^:;]+:(\d+);/.exec(l);
     return m ? Number(m[1]) : undefined;
   }, 'the hub endpoint');
   const base = `http://127.0.0.1:${bound}`;
@@ -131,4 +132,4 @@ function pagesUnderTest(test, timeout) {
   return env;
 }
 
-module.exports = { startHub, startPython, readmeBlock, pagesUnderTest, screenshot };
+module.exports = { startHub, startPython, startAgents, launch, readmeBlock, pagesUnderTest, screenshot };

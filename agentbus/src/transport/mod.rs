@@ -130,6 +130,9 @@ pub struct QueueLevels {
     pub in_flight: u64,
     /// In the dead-letter queue.
     pub dead: u64,
+    /// Of `waiting`, those not due yet: scheduled for later, or backing off before a retry.
+    #[serde(default)]
+    pub delayed: u64,
 }
 
 impl std::ops::AddAssign for QueueLevels {
@@ -137,6 +140,7 @@ impl std::ops::AddAssign for QueueLevels {
         self.waiting += other.waiting;
         self.in_flight += other.in_flight;
         self.dead += other.dead;
+        self.delayed += other.delayed;
     }
 }
 

@@ -7,11 +7,12 @@ use nerve_agentbus::{Envelope, Partition, QueueLevels, clock};
 
 use crate::common::{Harness, config};
 
-fn levels(waiting: u64, in_flight: u64, dead: u64) -> QueueLevels {
+fn levels(waiting: u64, in_flight: u64, dead: u64, delayed: u64) -> QueueLevels {
     QueueLevels {
         waiting,
         in_flight,
         dead,
+        delayed,
     }
 }
 
@@ -22,7 +23,10 @@ pub async fn queue_levels_follow_waiting_in_flight_and_dead(h: &impl Harness) {
     t.declare_capability("levels", config().partitions)
         .await
         .expect("declare");
-    assert_eq!(t.queue_levels(&p).await.expect("levels"), levels(0, 0, 0));
+    assert_eq!(
+        t.queue_levels(&p).await.expect("levels"),
+        levels(0, 0, 0, 0)
+    );
     for _ in 0..3 {
         let env = Envelope::new("test://producer", "test.message");
         t.enqueue(&p, &env, None).await.expect("enqueue");
@@ -31,28 +35,40 @@ pub async fn queue_levels_follow_waiting_in_flight_and_dead(h: &impl Harness) {
     t.enqueue(&p, &later, Some(clock::now_ms() + 600_000))
         .await
         .expect("schedule");
-    assert_eq!(t.queue_levels(&p).await.expect("levels"), levels(4, 0, 0));
+    assert_eq!(
+        t.queue_levels(&p).await.expect("levels"),
+        levels(4, 0, 0, 1)
+    );
 
     let got = t
         .fetch(&p, "a", 2, Duration::from_millis(200))
         .await
         .expect("fetch");
     assert_eq!(got.len(), 2);
-    assert_eq!(t.queue_levels(&p).await.expect("levels"), levels(2, 2, 0));
+    assert_eq!(
+        t.queue_levels(&p).await.expect("levels"),
+        levels(2, 2, 0, 1)
+    );
     t.ack(&got[0]).await.expect("ack");
-    assert_eq!(t.queue_levels(&p).await.expect("levels"), levels(2, 1, 0));
+    assert_eq!(
+        t.queue_levels(&p).await.expect("levels"),
+        levels(2, 1, 0, 1)
+    );
     t.dead_letter(&got[1], "Poison", "test")
         .await
         .expect("dead letter");
-    assert_eq!(t.queue_levels(&p).await.expect("levels"), levels(2, 0, 1));
+    assert_eq!(
+        t.queue_levels(&p).await.expect("levels"),
+        levels(2, 0, 1, 1)
+    );
 
     // The bus sums every partition of a capability, and every declared capability.
     assert_eq!(
         bus.queue_levels("levels").await.expect("capability levels"),
-        levels(2, 0, 1)
+        levels(2, 0, 1, 1)
     );
     assert_eq!(
         bus.total_queue_levels().await.expect("total levels"),
-        levels(2, 0, 1)
+        levels(2, 0, 1, 1)
     );
 }

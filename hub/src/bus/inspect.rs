@@ -62,8 +62,10 @@ pub async fn dead_letters(
     Ok(json!({ "deadLetters": out }))
 }
 
-/// `bus.dlq.redrive {capability, entryId?}`: puts a capability's dead letters (or one) back
-/// on its queue. Needs `bus.admin`.
+/// `bus.dlq.redrive {capability, entryId?, partition?}`: puts a capability's dead letters (or
+/// one) back on its queue. Entry ids are per partition, so naming one letter takes its
+/// partition's index too (without it, the entry id is matched in every partition). Needs
+/// `bus.admin`.
 pub async fn redrive(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<Value, OpError> {
     if !caller.grants.is_admin() {
         return Err(OpError::Forbidden(
@@ -72,11 +74,76 @@ pub async fn redrive(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<V
     }
     let cap = str_field(data, "capability")?;
     let entry = data.get("entryId").and_then(Value::as_str);
+    let partition = match data.get("partition") {
+        None | Some(Value::Null) => None,
+        Some(p) => Some(
+            p.as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| {
+                    OpError::BadRequest("'partition' must be a partition index".into())
+                })?,
+        ),
+    };
     let mut redriven = 0u64;
     for d in bridge.bus.dead_letters(cap).await? {
-        if entry.is_none_or(|e| e == d.entry_id) && bridge.bus.redrive(&d).await? {
+        let named = entry.is_none_or(|e| e == d.entry_id)
+            && partition.is_none_or(|p| p == d.partition.index);
+        if named && bridge.bus.redrive(&d).await? {
             redriven += 1;
         }
     }
     Ok(json!({ "capability": cap, "redriven": redriven }))
+}
+
+/// Tasks `bus.peek` answers with at most.
+const MAX_PEEK: usize = 50;
+
+/// `bus.queues`: every capability with a queue, with its messages waiting (and of those, the
+/// ones delayed: scheduled for later or backing off before a retry), in flight and
+/// dead-lettered, and the agents serving it.
+pub async fn queues(bridge: &Bridge, caller: &Caller) -> Result<Value, OpError> {
+    need_watch(caller)?;
+    let t = bridge.bus.transport();
+    let agents = t.agents().await?;
+    let mut caps = t.capabilities().await?;
+    caps.sort();
+    let mut out = Vec::with_capacity(caps.len());
+    for (cap, partitions) in caps {
+        let levels = bridge.bus.queue_levels(&cap).await?;
+        let serving: Vec<&str> = agents
+            .iter()
+            .filter(|a| a.serves(&cap))
+            .map(|a| a.id.as_str())
+            .collect();
+        out.push(json!({
+            "capability": cap,
+            "partitions": partitions,
+            "waiting": levels.waiting,
+            "inFlight": levels.in_flight,
+            "delayed": levels.delayed,
+            "deadLettered": levels.dead,
+            "agents": serving,
+        }));
+    }
+    Ok(json!({ "queues": out }))
+}
+
+/// `bus.peek {capability, limit?}`: the newest unfinished tasks of a capability (waiting for an
+/// agent, being worked on, or waiting for a person), with their messages, without touching
+/// their delivery.
+pub async fn peek(bridge: &Bridge, caller: &Caller, data: &Value) -> Result<Value, OpError> {
+    need_watch(caller)?;
+    let cap = str_field(data, "capability")?;
+    let limit = data
+        .get("limit")
+        .and_then(Value::as_u64)
+        .map_or(20, |n| (n as usize).clamp(1, MAX_PEEK));
+    let records = bridge.bus.recent_tasks(SCAN).await?;
+    let tasks: Vec<Value> = records
+        .iter()
+        .filter(|r| r.capability == cap && !r.state().is_terminal())
+        .take(limit)
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .collect();
+    Ok(json!({ "capability": cap, "tasks": tasks }))
 }

@@ -228,6 +228,8 @@ pub async fn call(
         "bus.tasks" => super::inspect::tasks(bridge, caller, &data).await,
         "bus.dlq.list" => super::inspect::dead_letters(bridge, caller, &data).await,
         "bus.dlq.redrive" => super::inspect::redrive(bridge, caller, &data).await,
+        "bus.queues" => super::inspect::queues(bridge, caller).await,
+        "bus.peek" => super::inspect::peek(bridge, caller, &data).await,
         "bus.agents" => {
             need_watch(caller)?;
             let cards = match data.get("capability").and_then(Value::as_str) {

@@ -208,6 +208,15 @@ pub trait Broker: Membership {
         Vec::new()
     }
 
+    /// Shares this node's latest console sample (JSON) with the other nodes.
+    fn share_stats(&self, _json: String) {}
+
+    /// The latest console sample of every live node, this one included, by node id (empty
+    /// for a single node).
+    fn node_stats(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// The store of reliable sessions shared by the nodes, if there is one.
     fn sessions(&self) -> Option<&dyn SessionStore>;
 

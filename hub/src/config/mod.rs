@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::limits::Limits;
 
 pub mod bus;
+pub mod console;
 mod report;
 pub mod token;
 
@@ -196,6 +197,8 @@ pub struct FileConfig {
     pub bus: bus::BusSettings,
     /// The demo pages and their token endpoint.
     pub demo: bus::DemoSettings,
+    /// The operator console.
+    pub console: console::ConsoleSettings,
     /// TLS certificate and key.
     pub tls: crate::tls::TlsSettings,
     /// Browser origins and CORS.
@@ -247,6 +250,8 @@ pub struct Config {
     pub demo: bus::DemoSettings,
     /// Whether `/demo/token` mints tokens (resolved from `[demo]` and the listen address).
     pub demo_tokens: bool,
+    /// The operator console.
+    pub console: console::ConsoleSettings,
     /// TLS certificate and key (flags over the file).
     pub tls: crate::tls::TlsSettings,
     /// Browser origins and CORS.
@@ -376,6 +381,7 @@ impl Config {
             bus: file.bus,
             demo: file.demo,
             demo_tokens,
+            console: file.console,
             redis_urls,
             redis_cluster: cli.redis_cluster || file.redis_cluster,
             node_id,
@@ -401,6 +407,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        self.console.validate().map_err(ConfigError::Invalid)?;
         if l.max_frame_bytes < 1024 {
             return bad("limits.max_frame_bytes must be at least 1024");
         }

@@ -76,6 +76,17 @@ impl Config {
             "the demo pages are off: they run only on a loopback listener"
         };
         section(&mut out, &["demo"], &self.demo, &[demo_note]);
+        let console_note = match (
+            self.console.enabled,
+            self.console.payloads_allowed(self.listen),
+        ) {
+            (false, _) => "the console is off",
+            (true, true) => {
+                "the console is at /console/; its live trace shows payloads to watchers who ask"
+            }
+            (true, false) => "the console is at /console/; its live trace shows no payloads",
+        };
+        section(&mut out, &["console"], &self.console, &[console_note]);
         let tls_note = if self.tls.enabled() {
             "the certificate chain and key load and match: https and wss"
         } else {

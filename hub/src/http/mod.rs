@@ -1,7 +1,8 @@
-//! The HTTP edge: routes, serving with graceful shutdown, the landing page, the WebSocket
-//! handshake, the REST API and how errors become responses.
+//! The HTTP edge: routes, serving with graceful shutdown, the landing page, the operator
+//! console, the WebSocket handshake, the REST API and how errors become responses.
 
 pub mod client;
+mod console;
 pub mod error;
 mod landing;
 pub mod rest;
@@ -38,6 +39,7 @@ pub fn routes(node: Arc<Node>) -> HttpRouter {
         .route("/api/health", get(health).head(health))
         .merge(rest_routes(&node.config))
         .merge(crate::bus::routes(node.clone()))
+        .merge(console::routes(node.clone()))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/metrics", get(render_metrics))

@@ -21,6 +21,7 @@ use crate::cluster::Command;
 use crate::cluster::{Broker, Inbound, LocalBroker};
 use crate::config::Config;
 use crate::limits::{ConnectionBudget, RestRate};
+use crate::livetrace::LiveTrace;
 use crate::registry::Registry;
 use crate::upstream::{Upstream, UpstreamSetup};
 
@@ -44,6 +45,8 @@ pub struct Node {
     pub(crate) budget: ConnectionBudget,
     /// REST request rates per caller.
     pub(crate) rest_rate: RestRate,
+    /// What happens on this node, for the console's watchers.
+    pub(crate) trace: Arc<LiveTrace>,
     ready: AtomicBool,
     public_host: Option<String>,
 }
@@ -59,6 +62,7 @@ impl Node {
         let broker = broker_for(&config, &shutdown);
         let budget = ConnectionBudget::new(&config.limits);
         let rest_rate = RestRate::new(&config.limits);
+        let payloads = config.console.payloads_allowed(config.listen);
         let node = Arc::new(Node {
             keys: AccessKeys::new(config.access_keys.clone()),
             upstream: Arc::new(Upstream::new(upstream_setup(&config))),
@@ -69,6 +73,7 @@ impl Node {
             tasks: TaskTracker::new(),
             budget,
             rest_rate,
+            trace: Arc::new(LiveTrace::new(payloads)),
             ready: AtomicBool::new(false),
             public_host,
         });

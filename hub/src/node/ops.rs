@@ -13,6 +13,7 @@ use nerve_protocol::close;
 use crate::cluster::{Command, Selector};
 use crate::filter::Filter;
 use crate::limits::LimitKind;
+use crate::livetrace::{Kind, TraceEvent};
 use crate::metrics;
 use crate::registry::{Connection, Hub, Permission};
 use crate::upstream::Notice;
@@ -65,6 +66,11 @@ impl Node {
         let joined = hub.join(conn, group);
         if joined {
             metrics::global().joins.inc();
+            self.trace.emit(|| {
+                TraceEvent::new(Kind::Join, &hub.name)
+                    .of(&conn.id, conn.user_id.as_deref())
+                    .in_group(group)
+            });
             if announce == Announce::Yes {
                 self.announce(
                     conn,
@@ -95,6 +101,11 @@ impl Node {
 
     fn left(&self, conn: &Connection, group: &str) {
         metrics::global().leaves.inc();
+        self.trace.emit(|| {
+            TraceEvent::new(Kind::Leave, &conn.hub)
+                .of(&conn.id, conn.user_id.as_deref())
+                .in_group(group)
+        });
         self.announce(
             conn,
             Notice::Left {

@@ -229,6 +229,29 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Number of users with a connection on this node.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Every user with a connection on this node, and how many connections each has.
+    pub fn users(&self) -> Vec<(Arc<str>, usize)> {
+        self.users
+            .iter()
+            .filter(|e| !e.value().is_empty())
+            .map(|e| (e.key().clone(), e.value().len()))
+            .collect()
+    }
+
+    /// Every group with a member on this node, and how many members it has here.
+    pub fn groups(&self) -> Vec<(Arc<str>, usize)> {
+        self.groups
+            .iter()
+            .map(|e| (e.key().clone(), e.value().len()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     /// Every connection.
     pub fn all_connections(&self) -> Vec<Arc<Connection>> {
         self.connections.iter().map(|c| c.value().clone()).collect()

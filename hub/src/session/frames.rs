@@ -205,6 +205,14 @@ impl Session {
         if !self.conn.roles.lock().can_send(group) {
             return Err(forbidden("send to", group));
         }
+        self.app.trace.emit(|| {
+            self.app
+                .trace
+                .message(&self.hub.name, &payload)
+                .of(&self.conn.id, self.conn.user_id.as_deref())
+                .in_group(group)
+                .detail(format!("sendToGroup {group}"))
+        });
         let d = Delivery::new(Sender::group(group, self.conn.user_id.as_deref()), payload);
         let scope = if no_echo {
             crate::cluster::Scope::without(&self.conn.id)

@@ -19,6 +19,7 @@ use nerve_protocol::{Codec, FrameRef, ServerFrame, close};
 use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, info_span};
 
+use crate::livetrace::{Kind, TraceEvent};
 use crate::metrics;
 use crate::node::Node;
 use crate::registry::{Connection, ConnectionReceivers, Control, Delivery, Hub};
@@ -445,6 +446,11 @@ impl Session {
         self.app
             .upstream
             .disconnected(self.conn.event_context(), reason);
+        self.app.trace.emit(|| {
+            TraceEvent::new(Kind::Disconnect, &self.hub.name)
+                .of(&self.conn.id, self.conn.user_id.as_deref())
+                .detail(reason)
+        });
         metrics::global().connections.dec();
         debug!("connection closed");
     }

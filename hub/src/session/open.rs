@@ -11,6 +11,7 @@ use tracing::debug;
 
 use super::{Session, SimpleMode};
 use crate::limits::{Admission, LimitKind};
+use crate::livetrace::{Kind, TraceEvent};
 use crate::metrics;
 use crate::node::{Announce, Node};
 use crate::registry::{Connection, ConnectionReceivers, ConnectionSpec, Hub, Roles};
@@ -191,6 +192,11 @@ async fn register(
 ) -> (Arc<Connection>, ConnectionReceivers) {
     let (conn, rx) = Connection::new(spec);
     hub.add_connection(&conn);
+    node.trace.emit(|| {
+        TraceEvent::new(Kind::Connect, &hub.name)
+            .of(&conn.id, conn.user_id.as_deref())
+            .detail(conn.protocol.name().unwrap_or("websocket"))
+    });
     if let Some(user) = &conn.user_id {
         groups.extend(hub.user_groups(user).iter().map(|g| g.to_string()));
         // Groups the user was added to through other nodes, before this node knew it.

@@ -7,6 +7,7 @@ mod harness;
 
 mod a2a;
 mod bridge;
+mod console;
 mod first_steps;
 mod layers;
 mod limits;

@@ -225,6 +225,7 @@ impl Queue {
                 as u64,
             in_flight: self.pending.len() as u64,
             dead: self.dead.len() as u64,
+            delayed: self.delayed.len() as u64,
         }
     }
 

@@ -16,14 +16,15 @@ local len = redis.call('XLEN', KEYS[1])
 local pending = 0
 local ok, summary = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1])
 if ok and type(summary) == 'table' then pending = tonumber(summary[1]) or 0 end
-return {len - pending + redis.call('ZCARD', KEYS[2]), pending, redis.call('XLEN', KEYS[3])}
+local delayed = redis.call('ZCARD', KEYS[2])
+return {len - pending + delayed, pending, redis.call('XLEN', KEYS[3]), delayed}
 "#,
     )
 });
 
 impl RedisTransport {
     pub(super) async fn q_levels(&self, p: &Partition) -> TransportResult<QueueLevels> {
-        let (waiting, in_flight, dead): (i64, i64, i64) = LEVELS
+        let (waiting, in_flight, dead, delayed): (i64, i64, i64, i64) = LEVELS
             .key(part_key(p, "s"))
             .key(part_key(p, "d"))
             .key(part_key(p, "dlq"))
@@ -36,6 +37,7 @@ impl RedisTransport {
             waiting: count(waiting),
             in_flight: count(in_flight),
             dead: count(dead),
+            delayed: count(delayed),
         })
     }
 }

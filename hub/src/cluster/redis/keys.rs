@@ -81,3 +81,8 @@ pub fn detached_sessions() -> String {
 pub fn numbers() -> String {
     format!("{PREFIX}:{{nodes}}:numbers")
 }
+
+/// Every node's latest console sample: `node#epoch` → JSON, read by the other nodes' consoles.
+pub fn node_stats() -> String {
+    format!("{PREFIX}:{{nodes}}:stats")
+}

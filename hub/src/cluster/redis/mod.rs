@@ -130,6 +130,10 @@ pub struct RedisBroker {
     /// The number of the last message published on each node or broadcast channel.
     numbers: Mutex<HashMap<String, u64>>,
     pub(crate) alive: RwLock<HashSet<String>>,
+    /// This node's latest console sample, written with the next heartbeat.
+    pub(crate) own_stats: Mutex<Option<String>>,
+    /// Every live node's latest console sample, as the last heartbeat read them.
+    pub(crate) node_stats: RwLock<Vec<(String, String)>>,
     /// Detached reliable sessions per hub, refreshed every heartbeat (usually empty).
     pub(crate) detached: RwLock<HashMap<String, Vec<Detached>>>,
     pub(crate) jobs: flume::Sender<Job>,
@@ -163,6 +167,8 @@ impl RedisBroker {
             order: (0..ORDER_LOCKS).map(|_| Mutex::new(())).collect(),
             numbers: Mutex::new(HashMap::new()),
             alive: RwLock::new(HashSet::new()),
+            own_stats: Mutex::new(None),
+            node_stats: RwLock::new(Vec::new()),
             detached: RwLock::new(HashMap::new()),
             jobs,
             pending: std::sync::atomic::AtomicUsize::new(0),
@@ -327,6 +333,14 @@ impl Broker for RedisBroker {
 
     fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    fn share_stats(&self, json: String) {
+        *self.own_stats.lock() = Some(json);
+    }
+
+    fn node_stats(&self) -> Vec<(String, String)> {
+        self.node_stats.read().clone()
     }
 
     fn publish(

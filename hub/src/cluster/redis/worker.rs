@@ -142,7 +142,9 @@ async fn heartbeat(
         alive,
         detached,
         numbers,
+        stats,
     } = beat(broker, conn).await?;
+    keep_node_stats(broker, conn, &alive, stats).await;
     metrics::global().redis_round_trip(started.elapsed());
     // A node incarnation gone since the last beat: its reliable sessions are detached now,
     // before this node (or anyone asking it) counts that node dead.
@@ -157,6 +159,26 @@ async fn heartbeat(
     Ok(numbers)
 }
 
+/// Keeps the console samples of live node incarnations, and removes the others' from Redis.
+async fn keep_node_stats(
+    broker: &RedisBroker,
+    conn: &mut Conn,
+    alive: &HashSet<String>,
+    all: HashMap<String, String>,
+) {
+    let (live, gone): (Vec<_>, Vec<_>) = all.into_iter().partition(|(n, _)| alive.contains(n));
+    if !gone.is_empty() {
+        let names: Vec<String> = gone.into_iter().map(|(n, _)| n).collect();
+        let _: Result<(), _> = conn.hdel(keys::node_stats(), names).await;
+    }
+    let mut live: Vec<(String, String)> = live
+        .into_iter()
+        .map(|(n, v)| (n.split('#').next().unwrap_or_default().to_string(), v))
+        .collect();
+    live.sort();
+    *broker.node_stats.write() = live;
+}
+
 /// What a heartbeat learns.
 struct Beat {
     /// Live node incarnations.
@@ -165,6 +187,8 @@ struct Beat {
     detached: HashMap<String, String>,
     /// Every node's latest numbers (`keys::numbers`).
     numbers: HashMap<String, String>,
+    /// Every node's latest console sample (`keys::node_stats`).
+    stats: HashMap<String, String>,
 }
 
 /// Writes this incarnation's heartbeat and the latest numbers of its messages.
@@ -182,16 +206,23 @@ async fn beat(broker: &RedisBroker, conn: &mut Conn) -> redis::RedisResult<Beat>
     }
     // Gone with the last node.
     p.pexpire(keys::numbers(), (ttl * 10) as i64).ignore();
-    let (alive, detached, numbers): (Vec<String>, _, _) = p
+    if let Some(stats) = broker.own_stats.lock().take() {
+        p.hset(keys::node_stats(), broker.presence_name(), stats)
+            .ignore();
+    }
+    p.pexpire(keys::node_stats(), (ttl * 10) as i64).ignore();
+    let (alive, detached, numbers, stats): (Vec<String>, _, _, _) = p
         .zrangebyscore(keys::nodes(), now.saturating_sub(ttl), "+inf")
         .hgetall(keys::detached_sessions())
         .hgetall(keys::numbers())
+        .hgetall(keys::node_stats())
         .query_async(conn)
         .await?;
     Ok(Beat {
         alive: alive.into_iter().collect(),
         detached,
         numbers,
+        stats,
     })
 }
 

@@ -29,6 +29,7 @@ use tracing::Instrument;
 
 use crate::http::error::ApiError;
 use crate::limits::RestCaller;
+use crate::livetrace::{Kind, TraceEvent};
 use crate::names::valid_hub_name;
 use crate::node::Node;
 use route::{Op, RouteError};
@@ -58,19 +59,9 @@ async fn dispatch(
     uri: Uri,
     body: Body,
 ) -> Response {
-    let slot = match auth::authorize(&app, &headers, &uri) {
-        Ok(slot) => slot,
-        Err(e) => {
-            if let Some(Extension(ConnectInfo(addr))) = caller
-                && let Err(retry) = app.rest_rate.check(RestCaller::Address(addr.ip()))
-            {
-                return crate::http::error::rest_rate_refused(retry);
-            }
-            return e.into_response();
-        }
-    };
-    if let Err(retry) = app.rest_rate.check(RestCaller::Key(slot)) {
-        return crate::http::error::rest_rate_refused(retry);
+    let peer = caller.map(|Extension(ConnectInfo(addr))| addr);
+    if let Some(refused) = refusal(&app, peer, &headers, &uri) {
+        return refused;
     }
     let (hub, op) = match route::parse(&method, uri.path()) {
         Ok(r) => r,
@@ -109,8 +100,44 @@ async fn dispatch(
     if response.status().is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    crate::metrics::global().rest_request(route, started.elapsed());
+    let took = started.elapsed();
+    crate::metrics::global().rest_request(route, took);
+    call.app.trace.emit(|| {
+        TraceEvent::new(Kind::Rest, &call.hub).detail(format!(
+            "{method} {} → {} in {:.1} ms",
+            call.uri.path(),
+            response.status().as_u16(),
+            took.as_secs_f64() * 1000.0
+        ))
+    });
     response
+}
+
+/// Checks a request's Bearer token (signed with an access key, its audience this URL) and the
+/// caller's REST rate: per key once verified, per address while its tokens fail. Answers the
+/// refusal (401 or 429), or `None` to go on. The REST API and the console's API admit
+/// callers here.
+pub(crate) fn refusal(
+    app: &Node,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Option<Response> {
+    let slot = match auth::authorize(app, headers, uri) {
+        Ok(slot) => slot,
+        Err(e) => {
+            if let Some(addr) = peer
+                && let Err(retry) = app.rest_rate.check(RestCaller::Address(addr.ip()))
+            {
+                return Some(crate::http::error::rest_rate_refused(retry));
+            }
+            return Some(e.into_response());
+        }
+    };
+    match app.rest_rate.check(RestCaller::Key(slot)) {
+        Ok(()) => None,
+        Err(retry) => Some(crate::http::error::rest_rate_refused(retry)),
+    }
 }
 
 async fn run(call: &Call, op: Op, body: Body) -> Result<Response, ApiError> {

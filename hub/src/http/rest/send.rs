@@ -44,6 +44,23 @@ async fn publish(
     let limit = call.app.config.limits.max_frame_bytes;
     let payload = params::payload(body, &call.headers, limit).await?;
     metrics::global().message_in("rest", payload.size());
+    call.app.trace.emit(|| {
+        let e = call.app.trace.message(&call.hub, &payload);
+        match &target {
+            Target::Group(g) => e.in_group(g).detail(format!("REST to group {g}")),
+            Target::User(u) => {
+                let mut e = e.detail(format!("REST to user {u}"));
+                e.user = Some(u.clone());
+                e
+            }
+            Target::Connection(c) => {
+                let mut e = e.detail(format!("REST to connection {c}"));
+                e.connection = Some(c.clone());
+                e
+            }
+            Target::All => e.detail("REST to everyone"),
+        }
+    });
     let from = match &target {
         Target::Group(group) => Sender::group(group, None),
         _ => Sender::Server,
