@@ -23,6 +23,7 @@
 
 mod conn;
 mod health;
+mod history;
 mod jobs;
 pub mod keys;
 mod numbers;
@@ -72,6 +73,9 @@ pub struct RedisSettings {
     pub outbox_messages: usize,
     /// Most bytes a detached reliable session keeps.
     pub outbox_bytes: usize,
+    /// Groups whose history clients read (by offset): kept exactly to their caps, and their
+    /// messages reach this node's members once the history has them, carrying their offset.
+    pub history: crate::cluster::HistoryPolicy,
 }
 
 /// Local interest in a channel.
@@ -210,9 +214,11 @@ impl RedisBroker {
             Ok(()) => true,
             Err(e) => {
                 self.pending.fetch_sub(1, Ordering::Relaxed);
-                if e.into_inner().passes_on() {
+                let job = e.into_inner();
+                if job.passes_on() {
                     metrics::global().cluster_drop("job_queue_full");
                 }
+                job.deliver_here();
                 false
             }
         }
@@ -260,6 +266,11 @@ impl RedisBroker {
             tracing::debug!(%channel, "subscription dropped by Redis; subscribing again");
             self.queue(Job::Sync(channel));
         }
+    }
+
+    /// Whether a message's group keeps a history clients read.
+    pub(crate) fn keeps(&self, hub: &str, target: &Target) -> bool {
+        matches!(target, Target::Group(g) if self.settings.history.for_group(hub, g).is_some())
     }
 
     fn presence(&self, cmds: Vec<redis::Cmd>) {
@@ -358,11 +369,23 @@ impl Broker for RedisBroker {
                 origin: self.origin,
                 seq,
             });
-            let out = deliver();
             if !self.accepting() {
                 metrics::global().cluster_drop("redis_down");
-                return out;
+                return deliver();
             }
+            // A group whose history clients read: its members here get the message as every
+            // node's do, from the group's channel once the history has it, with its offset.
+            let (out, here) = match local {
+                Some(h) if self.keeps(hub, &target) => (
+                    FanOut::default(),
+                    Some(jobs::Here {
+                        hub: h.clone(),
+                        scope: scope.clone(),
+                        d: d.clone(),
+                    }),
+                ),
+                _ => (deliver(), None),
+            };
             let bytes = self.envelope(
                 hub,
                 message(target.clone(), scope.clone(), Some((self.origin, seq))),
@@ -371,6 +394,7 @@ impl Broker for RedisBroker {
                 hub: hub.to_string(),
                 group: group.clone(),
                 bytes,
+                here,
             });
             return out;
         }
@@ -481,6 +505,16 @@ impl Broker for RedisBroker {
 
     async fn remote_members(&self, hub: &str, group: &str) -> Vec<Member> {
         presence::members(self, hub, group).await
+    }
+
+    async fn history_page(
+        &self,
+        hub: &str,
+        group: &str,
+        after: Option<nerve_protocol::Offset>,
+        top: usize,
+    ) -> Option<crate::cluster::HistoryPage> {
+        history::page(self, hub, group, after, top).await
     }
 
     async fn remote_roles(&self, hub: &str, id: &str) -> Option<Vec<String>> {

@@ -229,17 +229,7 @@ pub(super) async fn list(call: &Call, group: &str) -> Result<Response, ApiError>
 
 fn next_link(call: &Call, group: &str, page: usize, top: Option<usize>, after: &str) -> String {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-    let base = match &call.app.config.public_endpoint {
-        Some(e) => e.trim_end_matches('/').to_string(),
-        None => {
-            let host = call
-                .headers
-                .get(axum::http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}")
-        }
-    };
+    let base = super::base_url(call);
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair(
         "api-version",

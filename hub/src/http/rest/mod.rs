@@ -10,6 +10,7 @@
 mod auth;
 mod connections;
 mod groups;
+mod history;
 mod params;
 pub mod route;
 mod send;
@@ -133,6 +134,7 @@ async fn run(call: &Call, op: Op, body: Body) -> Result<Response, ApiError> {
         Op::RemoveConnectionFromGroup(g, c) => groups::remove_connection(call, &g, &c),
         Op::RemoveConnectionFromAllGroups(c) => groups::remove_connection_from_all(call, &c),
         Op::ListGroupConnections(g) => groups::list(call, &g).await,
+        Op::ListGroupMessages(g) => history::list(call, &g).await,
         Op::AddUserToGroup(u, g) => groups::add_user(call, &u, &g),
         Op::RemoveUserFromGroup(u, g) => groups::remove_user(call, &u, &g),
         Op::RemoveUserFromAllGroups(u) => groups::remove_user_from_all(call, &u),
@@ -163,6 +165,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::RemoveConnectionFromGroup(..) => "removeConnectionFromGroup",
         Op::RemoveConnectionFromAllGroups(_) => "removeConnectionFromAllGroups",
         Op::ListGroupConnections(_) => "listConnectionsInGroup",
+        Op::ListGroupMessages(_) => "listGroupMessages",
         Op::AddUserToGroup(..) => "addUserToGroup",
         Op::RemoveUserFromGroup(..) => "removeUserFromGroup",
         Op::RemoveUserFromAllGroups(_) => "removeUserFromAllGroups",
@@ -191,6 +194,22 @@ fn route_error(e: RouteError) -> ApiError {
 /// its connections.
 pub(crate) fn run_command(call: &Call, cmd: crate::cluster::Command) {
     call.app.run_everywhere(&call.hub, cmd);
+}
+
+/// The hub's URL as the caller reaches it (for `nextLink`): the public endpoint, or the
+/// request's host.
+pub(crate) fn base_url(call: &Call) -> String {
+    match &call.app.config.public_endpoint {
+        Some(e) => e.trim_end_matches('/').to_string(),
+        None => {
+            let host = call
+                .headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    }
 }
 
 /// A bare status response (the SDKs read no body on success).
