@@ -1,5 +1,6 @@
 //! Reading a group's history for clients: a page of its capped stream (after an offset, or
-//! the newest entries), with the oldest offset kept and the newest trimmed away.
+//! the newest entries), with the oldest offset kept and the newest trimmed away (which the
+//! publishing script records beside the stream).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,24 +53,15 @@ pub(super) async fn page(
             .arg(top),
     };
     p.cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(1);
-    p.cmd("EXISTS").arg(&key);
-    let read = p.query_async::<(StreamRangeReply, StreamRangeReply, bool)>(&mut c);
-    let (mut entries, first, exists) = broker.guarded(READ_TIMEOUT, read).await?;
+    p.cmd("GET").arg(keys::history_trimmed(hub, group));
+    let read = p.query_async::<(StreamRangeReply, StreamRangeReply, Option<String>)>(&mut c);
+    let (mut entries, first, trimmed) = broker.guarded(READ_TIMEOUT, read).await?;
     if after.is_none() {
         entries.ids.reverse();
     }
-    let trimmed = if exists {
-        let mut cmd = redis::cmd("XINFO");
-        cmd.arg("STREAM").arg(&key);
-        let info = cmd.query_async(&mut c);
-        broker
-            .guarded(READ_TIMEOUT, info)
-            .await
-            .and_then(|v: redis::Value| max_deleted(&v))
-            .filter(|o| *o != Offset::default())
-    } else {
-        None
-    };
+    let trimmed = trimmed
+        .and_then(|t| parse_id(t.as_bytes()))
+        .map(Offset::from);
     let more = entries.ids.len() > top;
     let entries = entries
         .ids
@@ -95,25 +87,4 @@ pub(super) async fn page(
         trimmed,
         more,
     })
-}
-
-/// The `max-deleted-entry-id` of an `XINFO STREAM` answer (a map in RESP3, pairs in RESP2).
-fn max_deleted(v: &redis::Value) -> Option<Offset> {
-    use redis::Value;
-    let text = |v: &Value| match v {
-        Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_string),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    };
-    let pairs: Vec<(&Value, &Value)> = match v {
-        Value::Map(m) => m.iter().map(|(k, v)| (k, v)).collect(),
-        Value::Array(a) => a.chunks(2).filter_map(|c| Some((c.first()?, c.get(1)?))).collect(),
-        _ => return None,
-    };
-    pairs
-        .into_iter()
-        .find(|(k, _)| text(k).as_deref() == Some("max-deleted-entry-id"))
-        .and_then(|(_, v)| text(v))
-        .and_then(|s| parse_id(s.as_bytes()))
-        .map(Offset::from)
 }

@@ -18,15 +18,28 @@ use crate::registry::Delivery;
 /// Most detached sessions written in one pipeline.
 const DETACHED_BATCH: usize = 256;
 
-/// Group publish: append to the capped history (trimmed to ARGV[1] entries, exactly when
-/// ARGV[6] is `=`, and to ids from ARGV[7] on unless it is `0`), then publish `id message` on
-/// the channel. Answers the id and how many entries each cap trimmed.
+/// Group publish: append to the capped history, then publish `id message` on the channel.
+/// ARGV[6] `=` (a history clients read) trims it exactly to ARGV[1] entries and to ids from
+/// ARGV[7] on, remembering the newest id trimmed away in KEYS[2]; `~` trims it roughly to
+/// ARGV[1]. Answers the id and how many entries each cap trimmed.
 const GROUP_PUBLISH: &str = r"
 local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[2])
-local cut = redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[6], ARGV[1])
-local aged = 0
-if ARGV[7] ~= '0' then
-  aged = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[7])
+local cut, aged = 0, 0
+if ARGV[6] == '=' then
+  local over = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+  if over > 0 then
+    local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', over)
+    redis.call('SET', KEYS[2], gone[#gone][1])
+    cut = redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
+  end
+  local old = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[7], '-', 'COUNT', 1)
+  if #old > 0 then
+    redis.call('SET', KEYS[2], old[1][1])
+    aged = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[7])
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+else
+  cut = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call(ARGV[4], ARGV[5], id .. ' ' .. ARGV[2])
@@ -228,6 +241,7 @@ async fn group_publish(
     };
     let (_id, cut, aged): (String, u64, u64) = redis::Script::new(GROUP_PUBLISH)
         .key(keys::history(hub, group))
+        .key(keys::history_trimmed(hub, group))
         .arg(len)
         .arg(bytes)
         .arg(ttl)

@@ -9,6 +9,11 @@ pub fn history(hub: &str, group: &str) -> String {
     format!("{PREFIX}:{{g:{hub}:{group}}}:h")
 }
 
+/// The newest entry id trimmed from a group's history (groups whose history clients read).
+pub fn history_trimmed(hub: &str, group: &str) -> String {
+    format!("{PREFIX}:{{g:{hub}:{group}}}:t")
+}
+
 /// A group's members on every node: connection id → `node\nuser`.
 pub fn members(hub: &str, group: &str) -> String {
     format!("{PREFIX}:{{g:{hub}:{group}}}:m")
