@@ -8,6 +8,7 @@ mod harness;
 mod a2a;
 mod bridge;
 mod first_steps;
+mod history;
 mod layers;
 mod limits;
 mod otel;
