@@ -202,6 +202,16 @@ pub trait Broker: Membership {
     /// Members of a group on other nodes.
     async fn remote_members(&self, hub: &str, group: &str) -> Vec<Member>;
 
+    /// Every connection of a hub on other nodes (this node's may be among them).
+    async fn remote_connections(&self, _hub: &str) -> Vec<Member> {
+        Vec::new()
+    }
+
+    /// Every group of a hub with a member on another node (this node's may be among them).
+    async fn remote_groups(&self, _hub: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The role strings of a connection open on another node.
     async fn remote_roles(&self, hub: &str, id: &str) -> Option<Vec<String>>;
 

@@ -6,6 +6,7 @@
 #[cfg(test)]
 mod broker_suite;
 mod ops;
+pub mod presence;
 
 pub use ops::Announce;
 

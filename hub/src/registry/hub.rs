@@ -146,6 +146,19 @@ impl Hub {
         self.connections.len()
     }
 
+    /// The names of the non-empty groups.
+    pub fn group_names(&self) -> Vec<Arc<str>> {
+        self.groups.iter().map(|g| g.key().clone()).collect()
+    }
+
+    /// Every user with a connection, and how many connections each has.
+    pub fn user_connection_counts(&self) -> Vec<(Arc<str>, usize)> {
+        self.users
+            .iter()
+            .map(|u| (u.key().clone(), u.value().len()))
+            .collect()
+    }
+
     /// Number of non-empty groups.
     pub fn group_count(&self) -> usize {
         self.groups.len()

@@ -34,6 +34,11 @@ pub fn connections(hub: &str) -> String {
     format!("{PREFIX}:{{c:{hub}}}:conns")
 }
 
+/// A hub's groups with members on every node: `group\nnode#epoch` → `node#epoch`.
+pub fn groups(hub: &str) -> String {
+    format!("{PREFIX}:{{c:{hub}}}:groups")
+}
+
 /// A user's connections: connection id → node.
 pub fn user(hub: &str, user: &str) -> String {
     format!("{PREFIX}:{{u:{hub}:{user}}}:c")

@@ -294,10 +294,12 @@ impl Membership for RedisBroker {
     }
 
     fn member_added(&self, hub: &str, conn: &Connection, group: &str, first: bool) {
+        let mut cmds = vec![self.member_presence(hub, conn, group)];
         if first {
             self.want(hub, group, true);
+            cmds.push(self.group_presence(hub, group));
         }
-        self.presence(vec![self.member_presence(hub, conn, group)]);
+        self.presence(cmds);
         if conn.protocol.is_reliable() && self.accepting() {
             self.queue(Job::SessionJoined {
                 hub: hub.to_string(),
@@ -312,10 +314,12 @@ impl Membership for RedisBroker {
     }
 
     fn member_removed(&self, hub: &str, conn: &Connection, group: &str, last: bool) {
+        let mut cmds = vec![self.forget(keys::members(hub, group), &conn.id)];
         if last {
             self.want(hub, group, false);
+            cmds.push(self.group_absence(hub, group));
         }
-        self.presence(vec![self.forget(keys::members(hub, group), &conn.id)]);
+        self.presence(cmds);
         // A closing session keeps its groups: another node may resume it.
         if conn.protocol.is_reliable() && !conn.is_closing() && self.accepting() {
             self.queue(Job::SessionLeft {
@@ -515,6 +519,14 @@ impl Broker for RedisBroker {
         top: usize,
     ) -> Option<crate::cluster::HistoryPage> {
         history::page(self, hub, group, after, top).await
+    }
+
+    async fn remote_connections(&self, hub: &str) -> Vec<Member> {
+        presence::connections(self, hub).await
+    }
+
+    async fn remote_groups(&self, hub: &str) -> Vec<String> {
+        presence::groups(self, hub).await
     }
 
     async fn remote_roles(&self, hub: &str, id: &str) -> Option<Vec<String>> {

@@ -1,6 +1,6 @@
 //! The data-plane REST API under `/api/hubs/{hub}/…`, as the official server SDKs call it:
 //! sends, existence checks, closes, group membership, permissions, filtered group changes,
-//! client tokens and group member listing. Status codes match the service exactly, because
+//! client tokens, group member listing, group history and presence across nodes. Status codes match the service exactly, because
 //! the SDKs throw on any status an operation does not declare.
 //!
 //! Every call carries a Bearer JWT signed with an access key whose audience is the request
@@ -11,6 +11,7 @@ mod auth;
 mod connections;
 mod groups;
 mod history;
+mod presence;
 mod params;
 pub mod route;
 mod send;
@@ -135,6 +136,10 @@ async fn run(call: &Call, op: Op, body: Body) -> Result<Response, ApiError> {
         Op::RemoveConnectionFromAllGroups(c) => groups::remove_connection_from_all(call, &c),
         Op::ListGroupConnections(g) => groups::list(call, &g).await,
         Op::ListGroupMessages(g) => history::list(call, &g).await,
+        Op::ListUsers => presence::users(call).await,
+        Op::ListGroups => presence::groups(call).await,
+        Op::ListGroupUsers(g) => presence::group_users(call, &g).await,
+        Op::ListUserGroups(u) => presence::user_groups(call, &u).await,
         Op::AddUserToGroup(u, g) => groups::add_user(call, &u, &g),
         Op::RemoveUserFromGroup(u, g) => groups::remove_user(call, &u, &g),
         Op::RemoveUserFromAllGroups(u) => groups::remove_user_from_all(call, &u),
@@ -166,6 +171,10 @@ fn op_name(op: &Op) -> &'static str {
         Op::RemoveConnectionFromAllGroups(_) => "removeConnectionFromAllGroups",
         Op::ListGroupConnections(_) => "listConnectionsInGroup",
         Op::ListGroupMessages(_) => "listGroupMessages",
+        Op::ListUsers => "listUsers",
+        Op::ListGroups => "listGroups",
+        Op::ListGroupUsers(_) => "listUsersInGroup",
+        Op::ListUserGroups(_) => "listGroupsOfUser",
         Op::AddUserToGroup(..) => "addUserToGroup",
         Op::RemoveUserFromGroup(..) => "removeUserFromGroup",
         Op::RemoveUserFromAllGroups(_) => "removeUserFromAllGroups",
