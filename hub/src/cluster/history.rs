@@ -249,3 +249,65 @@ impl MemoryHistory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nerve_protocol::{Payload, Sender};
+
+    use super::*;
+
+    fn store(max_messages: usize, max_groups: usize) -> MemoryHistory {
+        let settings = HistorySettings {
+            max_messages,
+            max_groups,
+            groups: vec!["kept.*".into()],
+            ..HistorySettings::default()
+        };
+        MemoryHistory::new(HistoryPolicy::new([("chat".to_string(), settings)]))
+    }
+
+    fn keep(h: &MemoryHistory, group: &str, text: &str) -> Option<Arc<Delivery>> {
+        let d = Delivery::new(Sender::group(group, None), Payload::text(text));
+        let mut out = None;
+        h.append("chat", group, &d, &Scope::default(), |d| {
+            out = Some(d.clone());
+            FanOut::default()
+        })?;
+        out
+    }
+
+    #[test]
+    fn offsets_increase_pages_read_forward_and_caps_trim() {
+        let h = store(3, 10);
+        assert!(keep(&h, "other", "x").is_none(), "a group the policy leaves out");
+        let sent: Vec<_> = (0..5)
+            .map(|i| keep(&h, "kept.a", &format!("m{i}")).expect("kept"))
+            .collect();
+        let offsets: Vec<Offset> = sent
+            .iter()
+            .map(|d| d.position.as_ref().expect("position").id.into())
+            .collect();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+        assert!(sent[0].json_frame.contains("\"offset\":"));
+
+        let newest = h.page("chat", "kept.a", None, 2);
+        let got: Vec<Offset> = newest.entries.iter().map(|e| e.offset).collect();
+        assert_eq!(got, offsets[3..]);
+        assert_eq!(newest.first, Some(offsets[2]));
+        assert!(newest.missed_after(offsets[0]) && !newest.missed_after(offsets[1]));
+
+        let after = h.page("chat", "kept.a", Some(offsets[2]), 1);
+        assert_eq!(after.entries[0].offset, offsets[3]);
+        assert!(after.more);
+        let last = h.page("chat", "kept.a", Some(offsets[3]), 5);
+        assert!(!last.more && last.entries.len() == 1);
+    }
+
+    #[test]
+    fn groups_past_the_cap_keep_nothing() {
+        let h = store(3, 1);
+        assert!(keep(&h, "kept.a", "a").is_some());
+        assert!(keep(&h, "kept.b", "b").is_none());
+        assert!(h.page("chat", "kept.b", None, 5).entries.is_empty());
+    }
+}
