@@ -83,7 +83,15 @@ mod tests {
         assert_eq!(Offset::parse("5"), Ok(Offset::new(5, 0)));
         assert!(Offset::new(5, 9) < Offset::new(6, 0));
         assert_eq!(Offset::new(5, u64::MAX).next(), Offset::new(6, 0));
-        for bad in ["", "-", "a-1", "1-", "1-2-3", "+1-0", "99999999999999999999999-0"] {
+        for bad in [
+            "",
+            "-",
+            "a-1",
+            "1-",
+            "1-2-3",
+            "+1-0",
+            "99999999999999999999999-0",
+        ] {
             assert!(Offset::parse(bad).is_err(), "{bad}");
         }
     }

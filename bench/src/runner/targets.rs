@@ -138,7 +138,11 @@ pub fn check_builds(builds: &[NerveBuild], configs: &[NerveBuild]) -> Result<()>
             bail!("--nerve-config {}: no --nerve build has that name", c.name);
         }
         if !c.path.is_file() {
-            bail!("--nerve-config {}={}: no such file", c.name, c.path.display());
+            bail!(
+                "--nerve-config {}={}: no such file",
+                c.name,
+                c.path.display()
+            );
         }
     }
     Ok(())

@@ -279,7 +279,10 @@ mod tests {
     #[test]
     fn offsets_increase_pages_read_forward_and_caps_trim() {
         let h = store(3, 10);
-        assert!(keep(&h, "other", "x").is_none(), "a group the policy leaves out");
+        assert!(
+            keep(&h, "other", "x").is_none(),
+            "a group the policy leaves out"
+        );
         let sent: Vec<_> = (0..5)
             .map(|i| keep(&h, "kept.a", &format!("m{i}")).expect("kept"))
             .collect();

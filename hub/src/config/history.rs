@@ -53,7 +53,9 @@ impl HistorySettings {
             ));
         }
         if self.max_age_secs == 0 {
-            return Err(format!("hubs.{hub}.history.max_age_secs must be at least 1"));
+            return Err(format!(
+                "hubs.{hub}.history.max_age_secs must be at least 1"
+            ));
         }
         if !(1..=MAX_GROUPS).contains(&self.max_groups) {
             return Err(format!(

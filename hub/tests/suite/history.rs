@@ -18,7 +18,9 @@ fn hub(toml: &str) -> Hub {
 
 /// Joins `g` (acked) after the `connected` frame.
 async fn joined(hub: &Hub, protocol: &str, after: Option<&str>) -> Client {
-    let mut c = hub.connect("chat", Some("u"), ALL_ROLES, Some(protocol)).await;
+    let mut c = hub
+        .connect("chat", Some("u"), ALL_ROLES, Some(protocol))
+        .await;
     assert_eq!(c.next_json().await["event"], "connected");
     let mut join = json!({"type": "joinGroup", "group": "g", "ackId": 1});
     if let Some(a) = after {
@@ -85,7 +87,11 @@ async fn rest_lists_kept_messages_pages_by_offset_and_says_what_was_trimmed() {
     assert_eq!(data(&page), ["m5", "m6", "m7"]);
     assert_eq!(page["value"][0]["offset"], json!(offsets[5]));
     assert_eq!(page["value"][0]["dataType"], "text");
-    assert!(page["value"][0]["at"].as_str().is_some_and(|a| a.ends_with('Z')));
+    assert!(
+        page["value"][0]["at"]
+            .as_str()
+            .is_some_and(|a| a.ends_with('Z'))
+    );
     assert!(page.get("nextLink").is_none());
 
     // After m1: m2 was trimmed (five are kept), the history starts at m3; two per page.
@@ -125,7 +131,11 @@ async fn groups_without_a_history_have_none_to_list() {
     let hub = hub("[hubs.chat]\nhistory = { groups = [\"kept.*\"] }\n");
     let (status, body) = list(&hub, "").await;
     assert_eq!(status, 404, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| m.contains("history")));
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("history"))
+    );
     let mut c = joined(&hub, JSON, None).await;
     c.ack(1).await;
     publish(&hub, "plain").await;
@@ -147,10 +157,8 @@ async fn groups_without_a_history_have_none_to_list() {
 /// then live messages follow without a duplicate.
 #[tokio::test]
 async fn a_client_away_longer_than_its_session_catches_up_by_offset() {
-    let hub = hub(
-        "[limits]\nreconnect_window_secs = 1\n\
-         [hubs.chat]\nhistory = { max_messages = 100, max_age_secs = 600 }\n",
-    );
+    let hub = hub("[limits]\nreconnect_window_secs = 1\n\
+         [hubs.chat]\nhistory = { max_messages = 100, max_age_secs = 600 }\n");
     let mut c = joined(&hub, RELIABLE, None).await;
     assert_eq!(c.ack(1).await["success"], true);
     publish(&hub, "seen").await;
@@ -187,9 +195,15 @@ async fn a_client_away_longer_than_its_session_catches_up_by_offset() {
     assert_eq!(got, missed, "every missed message, once, in order");
     let key = |o: &String| {
         let (ms, seq) = o.split_once('-').unwrap_or_default();
-        (ms.parse::<u64>().unwrap_or(0), seq.parse::<u64>().unwrap_or(0))
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
     };
-    assert!(offsets.windows(2).all(|w| key(&w[0]) < key(&w[1])), "{offsets:?}");
+    assert!(
+        offsets.windows(2).all(|w| key(&w[0]) < key(&w[1])),
+        "{offsets:?}"
+    );
 
     publish(&hub, "live").await;
     let v = back.until(|v| v["type"] == "message").await;

@@ -80,7 +80,10 @@ async fn presence_lists_agree_on_three_nodes_while_clients_come_and_go() {
 
     // Paged: one per page, the link leads to the next.
     let first = get(b.port, "/users?maxpagesize=1").await;
-    assert_eq!(first["value"], json!([{"userId": "alice", "connectionCount": 1}]));
+    assert_eq!(
+        first["value"],
+        json!([{"userId": "alice", "connectionCount": 1}])
+    );
     assert_eq!(first["count"], 3);
     let next = first["nextLink"].as_str().expect("nextLink");
     assert!(next.contains("continuationToken=alice"), "{next}");

@@ -52,7 +52,12 @@ pub(super) async fn page(
             .arg("COUNT")
             .arg(top),
     };
-    p.cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(1);
+    p.cmd("XRANGE")
+        .arg(&key)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1);
     p.cmd("GET").arg(keys::history_trimmed(hub, group));
     let read = p.query_async::<(StreamRangeReply, StreamRangeReply, Option<String>)>(&mut c);
     let (mut entries, first, trimmed) = broker.guarded(READ_TIMEOUT, read).await?;

@@ -192,12 +192,10 @@ impl ClientFrame {
                 .opt_u64("ackId", *ack_id)
                 .opt_str("after", after.map(|a| a.to_string()).as_deref())
                 .finish(),
-            ClientFrame::LeaveGroup { group, ack_id } => {
-                Object::new(self.kind(), group.len() + 32)
-                    .str("group", group)
-                    .opt_u64("ackId", *ack_id)
-                    .finish()
-            }
+            ClientFrame::LeaveGroup { group, ack_id } => Object::new(self.kind(), group.len() + 32)
+                .str("group", group)
+                .opt_u64("ackId", *ack_id)
+                .finish(),
             ClientFrame::SendToGroup {
                 group,
                 ack_id,

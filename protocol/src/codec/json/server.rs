@@ -109,7 +109,10 @@ impl ServerFrame<'_> {
                     payload: Cow::Owned(payload),
                     sequence_id: raw.sequence_id,
                     // An offset that does not parse is not ours: ignore it, as others do.
-                    offset: raw.offset.as_deref().and_then(|o| crate::Offset::parse(o).ok()),
+                    offset: raw
+                        .offset
+                        .as_deref()
+                        .and_then(|o| crate::Offset::parse(o).ok()),
                 })
             }
             "ack" => ServerFrame::Ack {
