@@ -391,7 +391,7 @@ mod tests {
             name: "c".into(),
             path: exe.with_file_name("no-such-nerve"),
         };
-        assert!(check_builds(&[missing.clone()], &[]).is_err());
+        assert!(check_builds(std::slice::from_ref(&missing), &[]).is_err());
         // A configuration names a build, and its file exists.
         assert!(check_builds(&[build("a")], &[build("a")]).is_ok());
         assert!(check_builds(&[build("a")], &[build("b")]).is_err());

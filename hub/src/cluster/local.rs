@@ -55,7 +55,7 @@ impl Broker for LocalBroker {
             local.map_or_else(FanOut::default, |h| deliver_local(h, &target, &scope, d))
         };
         if let Target::Group(group) = &target
-            && let Some(out) = self.history.append(hub, group, &d, &scope, &deliver)
+            && let Some(out) = self.history.append(hub, group, &d, &scope, deliver)
         {
             return out;
         }
