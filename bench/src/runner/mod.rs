@@ -181,6 +181,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
         let file = targets::file_name(&b.path);
         command.push_str(&format!(" --nerve {}=path/to/{file}", b.name));
     }
+    for c in &args.nerve_config {
+        let file = targets::file_name(&c.path);
+        command.push_str(&format!(" --nerve-config {}=path/to/{file}", c.name));
+    }
     let mut results = Results {
         mode: mode.to_string(),
         command,
