@@ -65,6 +65,7 @@ impl Dialect {
                 ClientFrame::JoinGroup {
                     group: group.to_string(),
                     ack_id: Some(1),
+                    after: None,
                 }
                 .to_json(),
             ),

@@ -88,6 +88,9 @@ pub struct Metrics {
     pub cluster_drops: Family<ResultLabel, Counter>,
     /// Messages received from other nodes.
     pub cluster_messages_in: Counter,
+    /// Group history entries trimmed or not kept, by reason (`max_messages`, `max_age`,
+    /// `max_groups`).
+    pub history_trimmed: Family<ResultLabel, Counter>,
     /// Requests refused or connections closed by a limit, by kind.
     pub limit_violations: Family<KindLabel, Counter>,
     /// REST request latency in seconds, by operation.
@@ -166,6 +169,7 @@ impl Metrics {
             redis_recoveries: Counter::default(),
             cluster_drops: Family::default(),
             cluster_messages_in: Counter::default(),
+            history_trimmed: Family::default(),
             limit_violations: Family::default(),
             rest_latency: Family::new_with_constructor(latency_histogram),
             upstream_calls: Family::default(),
@@ -252,6 +256,11 @@ impl Metrics {
             "cluster_messages_in",
             "Messages received from other nodes",
             m.cluster_messages_in.clone(),
+        );
+        registry.register(
+            "history_trimmed",
+            "Group history entries trimmed or not kept, by reason",
+            m.history_trimmed.clone(),
         );
         m.register_operations(&mut registry);
         Metrics { registry, ..m }
@@ -395,6 +404,15 @@ impl Metrics {
         self.cluster_drops
             .get_or_create(&ResultLabel { result })
             .inc_by(n);
+    }
+
+    /// Counts `n` group history entries trimmed (or not kept) for a reason.
+    pub fn history_trim(&self, result: &'static str, n: u64) {
+        if n > 0 {
+            self.history_trimmed
+                .get_or_create(&ResultLabel { result })
+                .inc_by(n);
+        }
     }
 
     /// Counts a protocol error by reason.

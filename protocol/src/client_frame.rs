@@ -19,6 +19,9 @@ pub enum ClientFrame {
         group: String,
         /// Ack id, if the client wants an ack.
         ack_id: Option<u64>,
+        /// Replay the group's kept messages after this offset first (a Nerve extension:
+        /// a client coming back after an outage).
+        after: Option<crate::Offset>,
     },
     /// `leaveGroup`
     LeaveGroup {

@@ -67,6 +67,8 @@ pub struct MessageFrame<'a> {
     pub payload: Cow<'a, Payload>,
     /// Its sequence id on a reliable connection (the hub numbers per connection, at write time).
     pub sequence_id: Option<u64>,
+    /// Its offset in the group's history, when the hub keeps one (a Nerve extension).
+    pub offset: Option<crate::Offset>,
 }
 
 /// Who a message comes from, as its `from` field says.
@@ -152,6 +154,7 @@ impl<'a> ServerFrame<'a> {
             from,
             payload: Cow::Borrowed(payload),
             sequence_id: None,
+            offset: None,
         })
     }
 

@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// speak for (default: the --nerve-bin binary, named `nerve`).
     #[arg(long = "nerve", value_name = "NAME=PATH", conflicts_with = "nerve_bin")]
     nerve: Vec<NerveBuild>,
+    /// Start the `--nerve` build NAME with `--config FILE` (the same binary under two names,
+    /// with two configurations, compares settings in one run).
+    #[arg(long = "nerve-config", value_name = "NAME=FILE")]
+    nerve_config: Vec<NerveBuild>,
     /// Node processes for the Socket.IO peer (they share rooms through Redis).
     #[arg(long, default_value_t = 2)]
     socketio_workers: usize,
@@ -142,7 +146,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     let exe = std::env::current_exe()?;
     let peer_dir = bench_dir.join("peers/socketio");
-    targets::check_builds(&args.nerve)?;
+    targets::check_builds(&args.nerve, &args.nerve_config)?;
     let servers = servers(&args, &exe);
     // Only the WebSocket scenarios start the Socket.IO peer, and only when it is measured.
     if chosen.iter().any(|s| *s != "agentbus") && servers.iter().any(|s| s.kind == Kind::SocketIo) {
@@ -177,6 +181,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
         let file = targets::file_name(&b.path);
         command.push_str(&format!(" --nerve {}=path/to/{file}", b.name));
     }
+    for c in &args.nerve_config {
+        let file = targets::file_name(&c.path);
+        command.push_str(&format!(" --nerve-config {}=path/to/{file}", c.name));
+    }
     let mut results = Results {
         mode: mode.to_string(),
         command,
@@ -191,6 +199,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             .map(|b| BuildRecord {
                 name: b.name.clone(),
                 binary: targets::file_name(&b.path),
+                config: config_of(&args, &b.name).map(|c| targets::file_name(&c)),
             })
             .collect(),
         idle: Vec::new(),
@@ -243,7 +252,10 @@ fn servers(args: &RunArgs, exe: &Path) -> Vec<Server> {
     } else {
         args.nerve
             .iter()
-            .map(|b| Server::nerve(&b.name, b.path.clone()))
+            .map(|b| Server {
+                nerve_config: config_of(args, &b.name),
+                ..Server::nerve(&b.name, b.path.clone())
+            })
             .collect()
     };
     nerve
@@ -417,4 +429,12 @@ fn update_readme(readme: &Path, table: &str) -> Result<()> {
     let updated = format!("{}{BEGIN}\n{table}\n{}", &text[..b], &text[e..]);
     std::fs::write(readme, updated)?;
     Ok(())
+}
+
+/// The configuration file `--nerve-config` gives the build `name`.
+fn config_of(args: &RunArgs, name: &str) -> Option<PathBuf> {
+    args.nerve_config
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| c.path.clone())
 }

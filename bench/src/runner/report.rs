@@ -54,6 +54,9 @@ pub struct BuildRecord {
     pub name: String,
     /// The binary's file name (its directory is left out, so results carry no local paths).
     pub binary: String,
+    /// The file name of the configuration it started with (`--nerve-config`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 impl Results {
@@ -610,6 +613,7 @@ mod tests {
             .map(|name| BuildRecord {
                 name: name.into(),
                 binary: format!("nerve-{name}"),
+                config: None,
             })
             .into();
         fn twice(rows: &mut Vec<LoadRow>) {

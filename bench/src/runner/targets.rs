@@ -51,6 +51,8 @@ pub struct Server {
     pub kind: Kind,
     /// The binary, for Nerve.
     pub nerve_bin: Option<PathBuf>,
+    /// A configuration file the Nerve build starts with (`--nerve-config`).
+    pub nerve_config: Option<PathBuf>,
 }
 
 impl Server {
@@ -60,6 +62,7 @@ impl Server {
             name: name.to_string(),
             kind: Kind::Nerve,
             nerve_bin: Some(bin),
+            nerve_config: None,
         }
     }
 
@@ -69,6 +72,7 @@ impl Server {
             name: kind.to_string(),
             kind,
             nerve_bin: None,
+            nerve_config: None,
         }
     }
 }
@@ -115,14 +119,30 @@ impl std::str::FromStr for NerveBuild {
     }
 }
 
-/// Checks a list of `--nerve` builds before a long run starts: names unique, binaries present.
-pub fn check_builds(builds: &[NerveBuild]) -> Result<()> {
+/// Checks a list of `--nerve` builds and `--nerve-config` files before a long run starts:
+/// names unique, binaries and files present, every configuration for a named build.
+pub fn check_builds(builds: &[NerveBuild], configs: &[NerveBuild]) -> Result<()> {
     for (i, b) in builds.iter().enumerate() {
         if builds[..i].iter().any(|o| o.name == b.name) {
             bail!("--nerve {} is named twice", b.name);
         }
         if !b.path.is_file() {
             bail!("--nerve {}={}: no such file", b.name, b.path.display());
+        }
+    }
+    for (i, c) in configs.iter().enumerate() {
+        if configs[..i].iter().any(|o| o.name == c.name) {
+            bail!("--nerve-config {} is named twice", c.name);
+        }
+        if !builds.iter().any(|b| b.name == c.name) {
+            bail!("--nerve-config {}: no --nerve build has that name", c.name);
+        }
+        if !c.path.is_file() {
+            bail!(
+                "--nerve-config {}={}: no such file",
+                c.name,
+                c.path.display()
+            );
         }
     }
     Ok(())
@@ -198,6 +218,9 @@ impl Target {
                     let mut c = Command::new(bin);
                     c.args(["--listen", "127.0.0.1:0", "--access-key", KEY]);
                     c.args(["--log-level", "warn"]);
+                    if let Some(config) = &server.nerve_config {
+                        c.arg("--config").arg(config);
+                    }
                     if count > 1 {
                         c.args(["--redis", &env.redis_url]);
                     }
@@ -362,13 +385,18 @@ mod tests {
             name: name.into(),
             path: exe.clone(),
         };
-        assert!(check_builds(&[build("a"), build("b")]).is_ok());
-        assert!(check_builds(&[build("a"), build("a")]).is_err());
+        assert!(check_builds(&[build("a"), build("b")], &[]).is_ok());
+        assert!(check_builds(&[build("a"), build("a")], &[]).is_err());
         let missing = NerveBuild {
             name: "c".into(),
             path: exe.with_file_name("no-such-nerve"),
         };
-        assert!(check_builds(&[missing]).is_err());
+        assert!(check_builds(std::slice::from_ref(&missing), &[]).is_err());
+        // A configuration names a build, and its file exists.
+        assert!(check_builds(&[build("a")], &[build("a")]).is_ok());
+        assert!(check_builds(&[build("a")], &[build("b")]).is_err());
+        assert!(check_builds(&[build("c")], &[missing]).is_err());
+        assert!(check_builds(&[build("a")], &[build("a"), build("a")]).is_err());
         assert_eq!(
             file_name(Path::new("path/to/nerve-5408da0")),
             "nerve-5408da0"

@@ -4,7 +4,9 @@
  * (`awps_connection_id` + `awps_reconnection_token`), resends unanswered requests (a repeated
  * ackId is answered `Duplicate`) and drops redelivered messages by sequence id, so each
  * message arrives exactly once; when the session is gone (close 1008) it opens a new
- * connection and rejoins its groups.
+ * connection and rejoins its groups, each after the last offset seen in it: a hub keeping the
+ * group's history sends what was missed meanwhile, and messages at or before that offset are
+ * dropped as already seen.
  */
 
 import { AsyncQueue } from "./queue.js";
@@ -33,6 +35,19 @@ export interface HubMessage {
   data: unknown;
   /** The sequence id on the reliable protocol. */
   sequenceId?: number;
+  /** Its place in the group's history (`"<ms>-<seq>"`), when the hub keeps one. */
+  offset?: string;
+}
+
+/** An offset as a pair that orders as the history does, or undefined if it is not one. */
+export function parseOffset(offset: unknown): [bigint, bigint] | undefined {
+  if (typeof offset !== "string") return undefined;
+  const m = /^(\d{1,20})(?:-(\d{1,20}))?$/.exec(offset);
+  return m ? [BigInt(m[1]), BigInt(m[2] ?? "0")] : undefined;
+}
+
+function offsetAfter(a: [bigint, bigint], b: [bigint, bigint]): boolean {
+  return a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
 }
 
 /** The hub refused a request (`Forbidden`, `NotFound`, ...), or the connection failed. */
@@ -132,6 +147,8 @@ export class HubClient {
   private readonly pending = new Map<number, Pending>();
   private readonly outbox: string[] = [];
   private readonly groups = new Set<string>();
+  /** The last offset seen per group. */
+  private readonly offsets = new Map<string, string>();
   private lastSeq = 0;
   private ackedSeq = 0;
   private readonly handlers: { [K in keyof Events]?: Events[K][] } = {};
@@ -201,6 +218,7 @@ export class HubClient {
   /** Leaves a group. */
   async leaveGroup(group: string): Promise<void> {
     this.groups.delete(group);
+    this.offsets.delete(group);
     await this.request({ type: "leaveGroup", group });
   }
 
@@ -346,6 +364,16 @@ export class HubClient {
       this.lastSeq = seq;
       if (seq - this.ackedSeq >= 300) this.flushSequenceAck(socket);
     }
+    const offset = parseOffset(f.offset);
+    const group = typeof f.group === "string" ? f.group : undefined;
+    if (group !== undefined && offset !== undefined) {
+      const last = parseOffset(this.offsets.get(group));
+      if (last !== undefined && !offsetAfter(offset, last)) {
+        this.stats.duplicates++;
+        return;
+      }
+      this.offsets.set(group, f.offset as string);
+    }
     const dataType = (f.dataType as DataType) ?? "json";
     let data = f.data;
     if (dataType === "binary" && typeof data === "string") data = fromBase64(data);
@@ -356,6 +384,7 @@ export class HubClient {
       dataType,
       data,
       sequenceId: seq,
+      offset: offset !== undefined ? (f.offset as string) : undefined,
     };
     this.emit(m.source === "group" ? "group-message" : "server-message", m);
     for (const q of this.streams) q.push(m);
@@ -392,7 +421,9 @@ export class HubClient {
       this.stats.reconnects++;
       this.lastSeq = this.ackedSeq = 0;
       for (const g of this.groups) {
-        this.request({ type: "joinGroup", group: g }, g).catch((e) => this.emit("rejoin-failed", g, e));
+        const after = this.offsets.get(g);
+        const join = after === undefined ? { type: "joinGroup", group: g } : { type: "joinGroup", group: g, after };
+        this.request(join, g).catch((e) => this.emit("rejoin-failed", g, e));
       }
     }
     for (const text of this.outbox.splice(0)) socket.send(text);

@@ -3,7 +3,7 @@
  * subprotocols with exactly-once recovery, and the agent SDK for the hub's bus socket.
  */
 
-export { HubClient, HubError, RELIABLE, JSON_PROTOCOL, toBase64, fromBase64 } from "./hub.js";
+export { HubClient, HubError, RELIABLE, JSON_PROTOCOL, toBase64, fromBase64, parseOffset } from "./hub.js";
 export type { HubMessage, HubClientOptions, SendOptions, DataType } from "./hub.js";
 export { BusClient, BusError, TERMINAL_STATES, messageText, taskState } from "./bus.js";
 export type { TaskRecord, A2AMessage, Submitted, SubmitOptions, Push } from "./bus.js";

@@ -19,10 +19,10 @@ export function mint(aud, sub, roles) {
   return `${head}.${body}.${b64url(sig)}`;
 }
 
-/** Starts nerve; resolves with {endpoint, clientUrl(), busToken(), stop()}. */
-export async function startHub() {
+/** Starts nerve (with `extra` arguments); resolves with {endpoint, clientUrl(), busToken(), stop()}. */
+export async function startHub(extra = []) {
   const bin = process.env.NERVE_BIN ?? path.join(root, "target/debug/nerve");
-  const child = spawn(bin, ["--listen", "127.0.0.1:0", "--access-key", KEY, "--log-level", "warn"], {
+  const child = spawn(bin, ["--listen", "127.0.0.1:0", "--access-key", KEY, "--log-level", "warn", ...extra], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   // A test file that dies early must not leave its hub behind.

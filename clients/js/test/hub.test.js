@@ -2,12 +2,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { HubClient, HubError, JSON_PROTOCOL } from "../dist/index.js";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { eventually, mint, startHub } from "./helpers.js";
 
 const ALL = ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"];
 
-async function withHub(fn) {
-  const hub = await startHub();
+async function withHub(fn, extra = []) {
+  const hub = await startHub(extra);
   const clients = [];
   const connect = async (user, roles, options) => {
     const c = new HubClient(hub.clientUrl("chat", user, roles), options);
@@ -130,6 +133,40 @@ test("a refused recovery opens a new connection and rejoins", () =>
     });
     assert.equal(m.group, "feed");
   }));
+
+test("a new connection rejoins after the last offset and misses nothing", async () => {
+  // The hub ends the subscriber's connection (its session is gone) while messages keep
+  // coming: the client rejoins after the last offset it saw, so what was published meanwhile
+  // arrives through the group's history, once each and in order.
+  const dir = mkdtempSync(path.join(tmpdir(), "nerve-js-history-"));
+  const config = path.join(dir, "history.toml");
+  writeFileSync(config, "[hubs.chat]\nhistory = { max_messages = 100, max_age_secs = 600 }\n");
+  try {
+    await withHub(async (hub, connect) => {
+      const pub = await connect("pub", ALL);
+      const sub = await connect("sub", ALL);
+      const inbox = sub.messages();
+      await sub.joinGroup("feed");
+      await pub.sendToGroup("feed", "seen");
+      const first = await inbox.next(10_000);
+      assert.equal(first.data, "seen");
+      assert.ok(first.offset, "group messages carry an offset");
+      const old = sub.connectionId;
+      const url = `${hub.endpoint}/api/hubs/chat/connections/${old}`;
+      const res = await fetch(`${url}?reason=bye`, { method: "DELETE", headers: { authorization: `Bearer ${mint(url, "", [])}` } });
+      assert.equal(res.status, 204);
+      for (let i = 0; i < 20; i++) await pub.sendToGroup("feed", i);
+      const got = [];
+      for (let i = 0; i < 20; i++) got.push((await inbox.next(15_000)).data);
+      assert.deepEqual(got, [...Array(20).keys()]);
+      assert.ok(sub.connectionId !== old && sub.stats.reconnects === 1);
+      await pub.sendToGroup("feed", "live");
+      assert.equal((await inbox.next(10_000)).data, "live");
+    }, ["--config", config]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test("eager sequence acks keep a fast stream within the hub's buffer", () =>
   withHub(async (_hub, connect) => {

@@ -3,7 +3,9 @@
 It keeps one logical connection alive across dropped sockets: on the reliable protocol it
 recovers the same session (``awps_connection_id`` + ``awps_reconnection_token``) and drops
 frames it has already seen, so every group and server message is delivered exactly once; when
-recovery is refused (close 1008) or impossible it opens a new connection and rejoins groups.
+recovery is refused (close 1008) or impossible it opens a new connection and rejoins groups,
+each after the last offset seen in it: a hub keeping the group's history sends what was missed
+meanwhile, and messages at or before that offset are dropped as already seen.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class Message:
     group: Optional[str] = None
     from_user_id: Optional[str] = None
     sequence_id: Optional[int] = None
+    offset: Optional[str] = None  # its place in the group's history, when the hub keeps one
     raw: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -98,6 +101,16 @@ def encode_data(data: Any, data_type: str) -> Any:
     if data_type == "text" and not isinstance(data, str):
         raise TypeError("text data must be a str")
     return data
+
+
+def parse_offset(offset: Any) -> Optional[tuple[int, int]]:
+    """An offset ``"<ms>-<seq>"`` as a pair that orders as the history does (None if not one)."""
+    if not isinstance(offset, str):
+        return None
+    ms, _, seq = offset.partition("-")
+    if not ms.isdigit() or not (seq or "0").isdigit():
+        return None
+    return int(ms), int(seq or "0")
 
 
 def recovery_url(url: str, connection_id: str, token: str) -> str:
@@ -148,6 +161,7 @@ class HubClient:
         self._ack_id = 0
         self._pending: dict[int, tuple[dict, asyncio.Future]] = {}
         self._groups: set[str] = set()
+        self._offsets: dict[str, str] = {}  # the last offset seen per group
         self._last_seq = 0
         self._acked_seq = 0
         self._handlers: dict[str, list[Handler]] = {}
@@ -238,6 +252,7 @@ class HubClient:
     async def leave_group(self, group: str) -> None:
         """Leaves a group."""
         self._groups.discard(group)
+        self._offsets.pop(group, None)
         await self._request({"type": "leaveGroup", "group": group})
 
     async def send_to_group(
@@ -359,9 +374,17 @@ class HubClient:
                 self._last_seq = seq
                 if self._last_seq - self._acked_seq >= 300:
                     await self._send_sequence_ack(ws)
+            group, offset = f.get("group"), parse_offset(f.get("offset"))
+            if isinstance(group, str) and offset is not None:
+                last = parse_offset(self._offsets.get(group))
+                if last is not None and offset <= last:
+                    self.duplicates += 1
+                    return  # replayed after a rejoin, and seen before
+                self._offsets[group] = f["offset"]
             msg = Message(source=f.get("from", "server"), data=f.get("data"),
                           data_type=f.get("dataType", "json"), group=f.get("group"),
-                          from_user_id=f.get("fromUserId"), sequence_id=seq, raw=f)
+                          from_user_id=f.get("fromUserId"), sequence_id=seq,
+                          offset=f.get("offset") if offset is not None else None, raw=f)
             await self._emit("group-message" if msg.source == "group" else "server-message", msg)
             for q in list(self._queues):
                 await q.put(msg)
@@ -403,8 +426,11 @@ class HubClient:
 
     async def _rejoin(self) -> None:
         for g in sorted(self._groups):
+            join = {"type": "joinGroup", "group": g}
+            if g in self._offsets:
+                join["after"] = self._offsets[g]
             try:
-                await self._request({"type": "joinGroup", "group": g})
+                await self._request(join)
             except HubError as e:
                 await self._emit("rejoin-failed", g, e)
 

@@ -72,6 +72,16 @@ def hub():
     h.stop()
 
 
+@pytest.fixture
+def history_hub(tmp_path):
+    """A hub whose hub `chat` keeps each group's history."""
+    config = tmp_path / "history.toml"
+    config.write_text("[hubs.chat]\nhistory = { max_messages = 100, max_age_secs = 600 }\n")
+    h = Hub("--config", str(config))
+    yield h
+    h.stop()
+
+
 class Upstream:
     """A real HTTP event handler for the hub: answers the OPTIONS validation, and replies to
     user event `echo` with its body (text/plain), recording every event it receives."""

@@ -243,3 +243,29 @@ async def test_periodic_sequence_acks_trim_what_the_hub_resends(hub):
         await pub.send_to_group("feed", "after")
         assert (await inbox.next(15)).data == "after"
         assert sub.recoveries == 1 and sub.duplicates == 0, "acked messages were resent"
+
+
+async def test_a_new_connection_rejoins_after_the_last_offset_and_misses_nothing(history_hub):
+    # The hub ends the subscriber's connection (its session is gone) while messages keep
+    # coming: the client opens a new connection and rejoins after the last offset it saw, so
+    # what was published meanwhile arrives through the group's history, once each and in order.
+    hub = history_hub
+    async with HubClient(hub.client_url("chat", "pub", ALL)) as pub, \
+            HubClient(hub.client_url("chat", "sub", ALL)) as sub:
+        inbox = sub.messages()
+        await sub.join_group("feed")
+        await pub.send_to_group("feed", "seen")
+        first = await inbox.next(10)
+        assert first.data == "seen" and first.offset
+        old = sub.connection_id
+        url = f"{hub.endpoint}/api/hubs/chat/connections/{old}?reason=bye"
+        req = urllib.request.Request(url, method="DELETE", headers={
+            "Authorization": f"Bearer {mint(url, '', [])}"})
+        assert await asyncio.to_thread(lambda: urllib.request.urlopen(req).status) == 204
+        for i in range(20):
+            await pub.send_to_group("feed", i)
+        got = [(await inbox.next(15)).data for _ in range(20)]
+        assert got == list(range(20))
+        assert sub.connection_id != old and sub.reconnects == 1
+        await pub.send_to_group("feed", "live")
+        assert (await inbox.next(10)).data == "live"

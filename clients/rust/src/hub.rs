@@ -29,6 +29,8 @@ pub struct Message {
     pub payload: Payload,
     /// The sequence id on the reliable protocol.
     pub sequence_id: Option<u64>,
+    /// The message's offset in its group's history, when the hub keeps one.
+    pub offset: Option<nerve_protocol::Offset>,
 }
 
 impl Message {
@@ -49,6 +51,7 @@ impl Message {
             from_user_id,
             payload: frame.payload.to_data()?,
             sequence_id: frame.sequence_id,
+            offset: frame.offset,
         })
     }
 }

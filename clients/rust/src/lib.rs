@@ -1,5 +1,6 @@
 //! Nerve client for Rust: a hub client for the Azure Web PubSub JSON subprotocols (acks,
-//! exactly-once recovery after a dropped socket, rejoin on a new connection) and the agent
+//! exactly-once recovery after a dropped socket, rejoin on a new connection, from the last
+//! offset seen when the hub keeps the group's history) and the agent
 //! SDK for the hub's bus socket (`hub/docs/agent-protocol.md`). It depends on the wire
 //! protocols only: the frames, codecs and shared types come from `nerve-protocol`.
 //!
@@ -26,6 +27,7 @@ pub use agent::{Agent, AgentHandle, Artifact, TaskContext, TaskError};
 pub use bus::{BusClient, Until};
 pub use error::{ClientError, Result};
 pub use hub::{HubClient, HubEvent, HubEvents, HubOptions, HubStats, Message, Payload};
+pub use nerve_protocol::Offset;
 pub use nerve_protocol::a2a::{AgentCard, AgentSkill as Skill, TaskState};
 pub use nerve_protocol::bus::{Push, Submitted, TaskPush, TaskRecord, message_text};
 pub use nerve_protocol::subprotocol::{JSON, JSON_RELIABLE as RELIABLE};

@@ -2,7 +2,9 @@
 //! dropped socket it resumes the session with `awps_connection_id` + `awps_reconnection_token`
 //! and resends unanswered requests (the hub answers a repeated ackId with `Duplicate`), drops
 //! redelivered messages by sequence id, and when the session is gone (close 1008, or the
-//! recovery window passed) opens a new connection and rejoins the groups.
+//! recovery window passed) opens a new connection and rejoins the groups, each after the last
+//! offset seen in it (a hub keeping the group's history sends what was missed meanwhile;
+//! messages at or before that offset are dropped as already seen).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use nerve_protocol::subprotocol::JSON_RELIABLE;
-use nerve_protocol::{ClientFrame, ErrorName, ServerFrame, close};
+use nerve_protocol::{ClientFrame, ErrorName, Offset, ServerFrame, close};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
@@ -73,6 +75,8 @@ pub(crate) struct Driver {
     next_ack: u64,
     pending: BTreeMap<u64, Pending>,
     groups: BTreeSet<String>,
+    /// The last offset seen per group (groups whose history the hub keeps).
+    offsets: BTreeMap<String, Offset>,
     last_seq: u64,
     acked_seq: u64,
     lost_at: Option<Instant>,
@@ -98,6 +102,7 @@ impl Driver {
             next_ack: 0,
             pending: BTreeMap::new(),
             groups: BTreeSet::new(),
+            offsets: BTreeMap::new(),
             last_seq: 0,
             acked_seq: 0,
             lost_at: None,
@@ -251,11 +256,13 @@ impl Driver {
                 let f = ClientFrame::JoinGroup {
                     group: group.clone(),
                     ack_id: Some(ack_id.unwrap_or(0)),
+                    after: None,
                 };
                 (f, Some(group))
             }
             Request::Leave(group) => {
                 self.groups.remove(&group);
+                self.offsets.remove(&group);
                 let ack_id = Some(ack_id.unwrap_or(0));
                 (ClientFrame::LeaveGroup { group, ack_id }, None)
             }
@@ -337,6 +344,7 @@ impl Driver {
                         let frame = ClientFrame::JoinGroup {
                             group: g.clone(),
                             ack_id: Some(self.next_ack),
+                            after: self.offsets.get(&g).copied(),
                         }
                         .to_json();
                         let p = Pending {
@@ -377,6 +385,18 @@ impl Driver {
                     self.last_seq = seq;
                     if seq - self.acked_seq >= ACK_EAGERLY_AFTER {
                         self.ack_sequence(sink, true).await?;
+                    }
+                }
+                if let (Some(group), Some(offset)) = (&m.group, m.offset) {
+                    match self.offsets.get_mut(group) {
+                        Some(last) if offset <= *last => {
+                            self.shared.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                            return Ok(());
+                        }
+                        Some(last) => *last = offset,
+                        None => {
+                            self.offsets.insert(group.clone(), offset);
+                        }
                     }
                 }
                 let _ = self.events.send(HubEvent::Message(m)).await;

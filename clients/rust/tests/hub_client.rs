@@ -392,3 +392,86 @@ async fn a_hub_restart_ends_in_a_new_connection_with_groups_rejoined() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_client_whose_hub_was_down_comes_back_from_its_last_offset() {
+    // Two nodes on one Redis keep the group's history. The subscriber's node is down while
+    // messages are published through the other one, so nothing of its connection is left
+    // when it comes back (the plain JSON protocol has no session to resume): the client
+    // rejoins after the last offset it saw and gets what it missed, once each and in order.
+    let redis = nerve_testkit::RedisServer::start();
+    let config = std::env::temp_dir().join(format!(
+        "nerve-client-history-{}-{}.toml",
+        std::process::id(),
+        nerve_testkit::free_port()
+    ));
+    std::fs::write(
+        &config,
+        "[hubs.chat]\nhistory = { max_messages = 100, max_age_secs = 600 }\n\
+         [cluster]\nheartbeat_ms = 200\npresence_ttl_ms = 1000\n",
+    )
+    .expect("config");
+    let config = config.to_string_lossy().to_string();
+    let args = |id: &'static str| {
+        let (redis, config) = (redis.url(), config.clone());
+        move |port| {
+            let a = ["--redis", &redis, "--node-id", id, "--config", &config];
+            Nerve::start_with(port, &a)
+        }
+    };
+    let (start_a, start_b) = (args("ca"), args("cb"));
+    let mut a = start_a(0);
+    let b = start_b(0);
+    let port = a.port();
+    let opts = HubOptions {
+        protocol: nerve_client::JSON.to_string(),
+        ..HubOptions::default()
+    };
+    let (sub, mut inbox) = HubClient::connect(&a.client_url("chat", "sub", ALL), opts)
+        .await
+        .expect("connect");
+    sub.join_group("feed").await.expect("join");
+    let (publisher, _p) = connect(&b.client_url("chat", "pub", ALL)).await;
+    // Until the join reached the other node, a message may not arrive: publish until one does.
+    let first = loop {
+        publisher
+            .send_to_group("feed", Payload::Text("first".into()), false)
+            .await
+            .expect("send");
+        if let Ok(Some(m)) =
+            tokio::time::timeout(Duration::from_millis(300), inbox.next_message()).await
+        {
+            break m;
+        }
+    };
+    assert!(first.offset.is_some(), "offset: {first:?}");
+    while let Ok(Some(_)) =
+        tokio::time::timeout(Duration::from_millis(300), inbox.next_message()).await
+    {}
+    a.kill();
+    let missed: Vec<Payload> = (0..10)
+        .map(|i| Payload::Text(format!("missed-{i}")))
+        .collect();
+    for p in &missed {
+        publisher
+            .send_to_group("feed", p.clone(), false)
+            .await
+            .expect("send");
+    }
+    let _a = start_a(port);
+    let mut got = Vec::new();
+    let mut offsets = Vec::new();
+    for _ in 0..missed.len() {
+        let m = next(&mut inbox).await;
+        offsets.push(m.offset.expect("offset"));
+        got.push(m.payload);
+    }
+    assert_eq!(got, missed, "what it missed, once each, in order");
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+    assert!(offsets[0] > first.offset.expect("offset"));
+    publisher
+        .send_to_group("feed", Payload::Text("live".into()), false)
+        .await
+        .expect("send");
+    assert_eq!(next(&mut inbox).await.payload, Payload::Text("live".into()));
+}

@@ -5,12 +5,24 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 
+use super::history::{HistoryPage, HistoryPolicy, MemoryHistory};
 use super::{Broker, Command, Inbound, Member, Scope, SessionStore, Target, deliver_local};
 use crate::registry::{Connection, Delivery, FanOut, Hub, Membership};
 
-/// The broker of a single node.
-#[derive(Debug, Default)]
-pub struct LocalBroker;
+/// The broker of a single node, keeping the group histories its hubs ask for in memory.
+#[derive(Default)]
+pub struct LocalBroker {
+    history: MemoryHistory,
+}
+
+impl LocalBroker {
+    /// A broker keeping the histories `policy` asks for.
+    pub fn new(policy: HistoryPolicy) -> Self {
+        LocalBroker {
+            history: MemoryHistory::new(policy),
+        }
+    }
+}
 
 impl Membership for LocalBroker {
     fn connection_added(&self, _: &Connection) {}
@@ -33,13 +45,21 @@ impl Broker for LocalBroker {
 
     fn publish(
         &self,
-        _: &str,
+        hub: &str,
         local: Option<&Arc<Hub>>,
         target: Target,
         scope: Scope,
         d: Arc<Delivery>,
     ) -> FanOut {
-        local.map_or_else(FanOut::default, |h| deliver_local(h, &target, &scope, &d))
+        let deliver = |d: &Arc<Delivery>| {
+            local.map_or_else(FanOut::default, |h| deliver_local(h, &target, &scope, d))
+        };
+        if let Target::Group(group) = &target
+            && let Some(out) = self.history.append(hub, group, &d, &scope, deliver)
+        {
+            return out;
+        }
+        deliver(&d)
     }
 
     fn command(&self, _: &str, _: Command) {}
@@ -60,6 +80,16 @@ impl Broker for LocalBroker {
 
     async fn remote_roles(&self, _: &str, _: &str) -> Option<Vec<String>> {
         None
+    }
+
+    async fn history_page(
+        &self,
+        hub: &str,
+        group: &str,
+        after: Option<nerve_protocol::Offset>,
+        top: usize,
+    ) -> Option<HistoryPage> {
+        Some(self.history.page(hub, group, after, top))
     }
 
     fn sessions(&self) -> Option<&dyn SessionStore> {

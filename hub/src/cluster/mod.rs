@@ -6,6 +6,7 @@
 //! pub/sub between nodes, presence with heartbeats, group history for reliable clients).
 
 pub mod envelope;
+pub mod history;
 mod local;
 pub mod redis;
 
@@ -14,6 +15,7 @@ use std::sync::{Arc, Weak};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use history::{HistoryEntry, HistoryPage, HistoryPolicy};
 pub use local::LocalBroker;
 
 use crate::filter::Filter;
@@ -200,6 +202,16 @@ pub trait Broker: Membership {
     /// Members of a group on other nodes.
     async fn remote_members(&self, hub: &str, group: &str) -> Vec<Member>;
 
+    /// Every connection of a hub on other nodes (this node's may be among them).
+    async fn remote_connections(&self, _hub: &str) -> Vec<Member> {
+        Vec::new()
+    }
+
+    /// Every group of a hub with a member on another node (this node's may be among them).
+    async fn remote_groups(&self, _hub: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The role strings of a connection open on another node.
     async fn remote_roles(&self, hub: &str, id: &str) -> Option<Vec<String>>;
 
@@ -216,6 +228,16 @@ pub trait Broker: Membership {
     fn node_stats(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// Up to `top` entries of a group's history after `after`, or the newest `top`: empty
+    /// when the group keeps none, `None` when it cannot be read now (Redis out of reach).
+    async fn history_page(
+        &self,
+        hub: &str,
+        group: &str,
+        after: Option<nerve_protocol::Offset>,
+        top: usize,
+    ) -> Option<HistoryPage>;
 
     /// The store of reliable sessions shared by the nodes, if there is one.
     fn sessions(&self) -> Option<&dyn SessionStore>;

@@ -12,6 +12,7 @@ pub use crate::limits::Limits;
 
 pub mod bus;
 pub mod console;
+pub mod history;
 mod report;
 pub mod token;
 
@@ -122,6 +123,9 @@ pub struct HubSettings {
     pub anonymous_connect: bool,
     /// Upstream event handlers, in priority order (`[[hubs.<hub>.event_handlers]]`).
     pub event_handlers: Vec<crate::upstream::EventHandlerSettings>,
+    /// Group history, when the hub keeps one (`history = { max_messages, max_age_secs }`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<history::HistorySettings>,
 }
 
 /// Scale-out timing and retention (`[cluster]`), used when Redis is configured.
@@ -433,6 +437,9 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("invalid hub name '{name}'")));
             }
             for h in &hub.event_handlers {
+                h.validate(name).map_err(ConfigError::Invalid)?;
+            }
+            if let Some(h) = &hub.history {
                 h.validate(name).map_err(ConfigError::Invalid)?;
             }
         }

@@ -6,6 +6,7 @@
 #[cfg(test)]
 mod broker_suite;
 mod ops;
+pub mod presence;
 
 pub use ops::Announce;
 
@@ -18,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::AccessKeys;
 use crate::cluster::Command;
-use crate::cluster::{Broker, Inbound, LocalBroker};
+use crate::cluster::{Broker, HistoryPolicy, Inbound, LocalBroker};
 use crate::config::Config;
 use crate::limits::{ConnectionBudget, RestRate};
 use crate::livetrace::LiveTrace;
@@ -154,8 +155,14 @@ fn upstream_setup(config: &Config) -> UpstreamSetup {
 
 /// The in-memory broker, or the Redis broker when Redis is configured.
 fn broker_for(config: &Config, shutdown: &CancellationToken) -> Arc<dyn Broker> {
+    let history = HistoryPolicy::new(
+        config
+            .hubs
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), s.history.clone()?))),
+    );
     if config.redis_urls.is_empty() {
-        return Arc::new(LocalBroker);
+        return Arc::new(LocalBroker::new(history));
     }
     let c = &config.cluster;
     let settings = crate::cluster::redis::RedisSettings {
@@ -169,6 +176,7 @@ fn broker_for(config: &Config, shutdown: &CancellationToken) -> Arc<dyn Broker> 
         session_ttl: Duration::from_secs(c.session_ttl_secs),
         outbox_messages: config.limits.outbox_messages,
         outbox_bytes: config.limits.outbox_bytes,
+        history,
     };
     crate::cluster::redis::RedisBroker::start(settings, shutdown.clone())
 }

@@ -93,6 +93,20 @@ impl Delivery {
         })
     }
 
+    /// The same group message with its history offset in the JSON frame and its position.
+    pub fn at_offset(&self, group: Arc<str>, offset: nerve_protocol::Offset) -> Arc<Self> {
+        let frame = nerve_protocol::codec::json::with_offset(&self.json_frame, offset);
+        Delivery::from_parts(
+            frame,
+            self.payload.clone(),
+            Some(Position {
+                group,
+                id: offset.into(),
+            }),
+            self.published.get().cloned(),
+        )
+    }
+
     /// The shared frame for connections whose codec writes messages as `codec` does.
     pub fn frame(&self, codec: &dyn Codec) -> Message {
         match codec.encoding() {

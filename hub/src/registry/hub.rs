@@ -146,6 +146,11 @@ impl Hub {
         self.connections.len()
     }
 
+    /// The names of the non-empty groups.
+    pub fn group_names(&self) -> Vec<Arc<str>> {
+        self.groups.iter().map(|g| g.key().clone()).collect()
+    }
+
     /// Number of non-empty groups.
     pub fn group_count(&self) -> usize {
         self.groups.len()

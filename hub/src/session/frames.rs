@@ -61,7 +61,11 @@ impl Session {
 
     async fn on_frame(&mut self, socket: &mut Socket, frame: ClientFrame) -> Option<End> {
         match frame {
-            ClientFrame::JoinGroup { group, ack_id } => {
+            ClientFrame::JoinGroup {
+                group,
+                ack_id,
+                after,
+            } => {
                 let r = self.dedupe_then(ack_id, |s| s.join(&group));
                 if r.is_ok() {
                     // Acknowledge once the group's messages from other nodes reach this one,
@@ -73,10 +77,18 @@ impl Session {
                     {
                         store.joined(&self.hub.name, &self.conn.id, &group).await;
                     }
+                    // A client coming back gets what it missed first: the ack says it is
+                    // caught up.
+                    if let Some(after) = after
+                        && let Some(end) = self.replay(socket, &group, after).await
+                    {
+                        return Some(end);
+                    }
                 }
                 self.maybe_ack(socket, ack_id, r).await
             }
             ClientFrame::LeaveGroup { group, ack_id } => {
+                self.forget_replay(&group);
                 let r = self.dedupe_then(ack_id, |s| s.leave(&group));
                 self.maybe_ack(socket, ack_id, r).await
             }

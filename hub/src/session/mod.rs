@@ -6,6 +6,7 @@ mod frames;
 pub mod open;
 mod rate;
 mod reliable;
+mod replay;
 mod shared;
 
 pub use dedupe::AckDedupe;
@@ -71,6 +72,8 @@ pub struct Session {
     pub(crate) resumed: bool,
     /// The client's message and byte rate limits.
     pub(crate) rate: crate::limits::ConnectionRate,
+    /// Where each group's replay by offset ended (`replay`), when the client asked for one.
+    replayed: replay::Replayed,
 }
 
 impl Session {
@@ -102,6 +105,7 @@ impl Session {
             shared: None,
             resumed: false,
             rate,
+            replayed: None,
         }
     }
 
@@ -272,7 +276,7 @@ impl Session {
             if written < WRITE_BATCH {
                 next = self.rx.outbox.try_recv().ok();
             }
-            if self.already_seen(&d) {
+            if self.already_seen(&d) || self.replayed_already(&d) {
                 continue;
             }
             let msg = match self.frame_for(&d) {

@@ -9,6 +9,7 @@ mod a2a;
 mod bridge;
 mod console;
 mod first_steps;
+mod history;
 mod layers;
 mod limits;
 mod otel;

@@ -34,6 +34,8 @@ struct Seen {
     data: Vec<Value>,
     arrived: Vec<Instant>,
     sequence_ids: Vec<u64>,
+    /// The `offset` of each message, when its group keeps a history.
+    offsets: Vec<Option<String>>,
     acks: HashMap<u64, Value>,
     connection_id: Option<String>,
     token: Option<String>,
@@ -195,6 +197,11 @@ impl Client {
             async move { s.lock().acks.get(&id).cloned() }
         })
         .await
+    }
+
+    /// The offset of each message received, in order (`None` for one without).
+    pub fn offsets(&self) -> Vec<Option<String>> {
+        self.seen.lock().offsets.clone()
     }
 
     /// Joins a group (acked).
@@ -369,6 +376,7 @@ fn on_frame(v: Value, seen: &Mutex<Seen>, last_seq: &mut u64) {
                 s.sequence_ids.push(seq);
             }
             s.data.push(v["data"].clone());
+            s.offsets.push(v["offset"].as_str().map(str::to_string));
             s.arrived.push(Instant::now());
         }
         Some("ack") => {

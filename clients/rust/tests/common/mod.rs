@@ -43,6 +43,11 @@ impl Nerve {
 
     /// Starts `nerve` on `port` (0: any free port).
     pub fn start_on(port: u16) -> Nerve {
+        Nerve::start_with(port, &[])
+    }
+
+    /// Starts `nerve` on `port` (0: any free port) with more arguments.
+    pub fn start_with(port: u16, extra: &[&str]) -> Nerve {
         let listen = format!("127.0.0.1:{port}");
         let mut child = Command::new(binary())
             .args([
@@ -53,6 +58,7 @@ impl Nerve {
                 "--log-level",
                 "warn",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

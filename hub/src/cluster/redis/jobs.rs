@@ -11,7 +11,7 @@ use tracing::warn;
 use super::conn::{Conn, RESPONSE_TIMEOUT};
 use super::sessions::Kept;
 use super::{Detached, RedisBroker, keys};
-use crate::cluster::{Scope, SessionStore, Target};
+use crate::cluster::{Scope, SessionStore, Target, deliver_local};
 use crate::metrics;
 use crate::registry::Delivery;
 
@@ -19,12 +19,43 @@ use crate::registry::Delivery;
 const DETACHED_BATCH: usize = 256;
 
 /// Group publish: append to the capped history, then publish `id message` on the channel.
+/// ARGV[6] `=` (a history clients read) trims it exactly to ARGV[1] entries and to ids from
+/// ARGV[7] on, remembering the newest id trimmed away in KEYS[2]; `~` trims it roughly to
+/// ARGV[1]. Answers the id and how many entries each cap trimmed.
 const GROUP_PUBLISH: &str = r"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
+local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[2])
+local cut, aged = 0, 0
+if ARGV[6] == '=' then
+  local over = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+  if over > 0 then
+    local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', over)
+    redis.call('SET', KEYS[2], gone[#gone][1])
+    cut = redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
+  end
+  local old = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[7], '-', 'COUNT', 1)
+  if #old > 0 then
+    redis.call('SET', KEYS[2], old[1][1])
+    aged = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[7])
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+else
+  cut = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call(ARGV[4], ARGV[5], id .. ' ' .. ARGV[2])
-return id
+return {id, cut, aged}
 ";
+
+/// A group message's members on this node: they get it from the group's channel once the
+/// history has it, or from here without an offset when Redis cannot take it.
+pub(crate) struct Here {
+    /// This node's hub.
+    pub hub: Arc<crate::registry::Hub>,
+    /// Who is left out.
+    pub scope: Scope,
+    /// The message, without its offset yet.
+    pub d: Arc<Delivery>,
+}
 
 /// A unit of work for the worker.
 pub(crate) enum Job {
@@ -33,6 +64,8 @@ pub(crate) enum Job {
         hub: String,
         group: String,
         bytes: Vec<u8>,
+        /// The members here, when they wait for the message to come back with its offset.
+        here: Option<Here>,
     },
     /// A message or command for a channel.
     Channel { channel: String, bytes: Vec<u8> },
@@ -91,11 +124,27 @@ impl Job {
     }
 }
 
+impl Job {
+    /// A group message whose members here wait for its offset, and Redis cannot take it:
+    /// they get it without one.
+    pub(crate) fn deliver_here(&self) {
+        if let Job::Group {
+            group,
+            here: Some(h),
+            ..
+        } = self
+        {
+            deliver_local(&h.hub, &Target::Group(group.clone()), &h.scope, &h.d);
+        }
+    }
+}
+
 /// Drops a job Redis cannot take; counts it if it passed something on.
 pub(crate) fn drop_job(job: &Job) {
     if job.passes_on() {
         metrics::global().cluster_drop("redis_down");
     }
+    job.deliver_here();
 }
 
 /// Runs a job against Redis; on failure (or when Redis is lost meanwhile) drops it.
@@ -109,18 +158,10 @@ pub(crate) async fn run_job(broker: &Arc<RedisBroker>, conn: &mut Conn, job: Job
 }
 
 async fn attempt(broker: &Arc<RedisBroker>, conn: &mut Conn, job: &Job) -> redis::RedisResult<()> {
-    let publish = conn.publish_command();
     match job {
-        Job::Group { hub, group, bytes } => redis::Script::new(GROUP_PUBLISH)
-            .key(keys::history(hub, group))
-            .arg(broker.settings.history_len)
-            .arg(bytes.as_slice())
-            .arg(broker.settings.history_ttl.as_millis() as u64)
-            .arg(publish)
-            .arg(keys::group_channel(hub, group))
-            .invoke_async::<String>(conn)
-            .await
-            .map(|_| ()),
+        Job::Group {
+            hub, group, bytes, ..
+        } => group_publish(broker, conn, hub, group, bytes).await,
         Job::Channel { channel, bytes } => {
             publish_to(broker, conn, channel, bytes).await.map(|_| ())
         }
@@ -176,6 +217,45 @@ async fn attempt(broker: &Arc<RedisBroker>, conn: &mut Conn, job: &Job) -> redis
         Job::Resync => Ok(()),
         Job::Barrier(_) => Ok(()),
     }
+}
+
+/// Appends a group message to its history and publishes it; a group whose history clients
+/// read is trimmed exactly to its caps (its members here get the message from the channel,
+/// as every node's do).
+async fn group_publish(
+    broker: &RedisBroker,
+    conn: &mut Conn,
+    hub: &str,
+    group: &str,
+    bytes: &[u8],
+) -> redis::RedisResult<()> {
+    let kept = broker.settings.history.for_group(hub, group);
+    let ttl = broker.settings.history_ttl.as_millis() as u64;
+    let (len, exact, ttl, min_id) = match kept {
+        Some(h) => {
+            let age = h.max_age_secs.saturating_mul(1000);
+            let oldest = super::worker::now_ms().saturating_sub(age);
+            (h.max_messages, "=", ttl.max(age), format!("{oldest}-0"))
+        }
+        None => (broker.settings.history_len, "~", ttl, "0".to_string()),
+    };
+    let (_id, cut, aged): (String, u64, u64) = redis::Script::new(GROUP_PUBLISH)
+        .key(keys::history(hub, group))
+        .key(keys::history_trimmed(hub, group))
+        .arg(len)
+        .arg(bytes)
+        .arg(ttl)
+        .arg(conn.publish_command())
+        .arg(keys::group_channel(hub, group))
+        .arg(exact)
+        .arg(min_id)
+        .invoke_async(conn)
+        .await?;
+    if kept.is_some() {
+        metrics::global().history_trim("max_messages", cut);
+        metrics::global().history_trim("max_age", aged);
+    }
+    Ok(())
 }
 
 /// The node id in a presence entry (`node#epoch\nuser…`) or a node incarnation (`node#epoch`).

@@ -9,6 +9,11 @@ pub fn history(hub: &str, group: &str) -> String {
     format!("{PREFIX}:{{g:{hub}:{group}}}:h")
 }
 
+/// The newest entry id trimmed from a group's history (groups whose history clients read).
+pub fn history_trimmed(hub: &str, group: &str) -> String {
+    format!("{PREFIX}:{{g:{hub}:{group}}}:t")
+}
+
 /// A group's members on every node: connection id → `node\nuser`.
 pub fn members(hub: &str, group: &str) -> String {
     format!("{PREFIX}:{{g:{hub}:{group}}}:m")
@@ -27,6 +32,11 @@ pub fn is_group_channel(channel: &[u8]) -> bool {
 /// A hub's connections on every node: connection id → `node\nuser`.
 pub fn connections(hub: &str) -> String {
     format!("{PREFIX}:{{c:{hub}}}:conns")
+}
+
+/// A hub's groups with members on every node: `group\nnode#epoch` → `node#epoch`.
+pub fn groups(hub: &str) -> String {
+    format!("{PREFIX}:{{c:{hub}}}:groups")
 }
 
 /// A user's connections: connection id → node.

@@ -23,6 +23,7 @@
 
 mod conn;
 mod health;
+mod history;
 mod jobs;
 pub mod keys;
 mod numbers;
@@ -72,6 +73,9 @@ pub struct RedisSettings {
     pub outbox_messages: usize,
     /// Most bytes a detached reliable session keeps.
     pub outbox_bytes: usize,
+    /// Groups whose history clients read (by offset): kept exactly to their caps, and their
+    /// messages reach this node's members once the history has them, carrying their offset.
+    pub history: crate::cluster::HistoryPolicy,
 }
 
 /// Local interest in a channel.
@@ -216,9 +220,11 @@ impl RedisBroker {
             Ok(()) => true,
             Err(e) => {
                 self.pending.fetch_sub(1, Ordering::Relaxed);
-                if e.into_inner().passes_on() {
+                let job = e.into_inner();
+                if job.passes_on() {
                     metrics::global().cluster_drop("job_queue_full");
                 }
+                job.deliver_here();
                 false
             }
         }
@@ -268,6 +274,11 @@ impl RedisBroker {
         }
     }
 
+    /// Whether a message's group keeps a history clients read.
+    pub(crate) fn keeps(&self, hub: &str, target: &Target) -> bool {
+        matches!(target, Target::Group(g) if self.settings.history.for_group(hub, g).is_some())
+    }
+
     fn presence(&self, cmds: Vec<redis::Cmd>) {
         if self.accepting() {
             self.queue(Job::Presence(cmds));
@@ -289,10 +300,12 @@ impl Membership for RedisBroker {
     }
 
     fn member_added(&self, hub: &str, conn: &Connection, group: &str, first: bool) {
+        let mut cmds = vec![self.member_presence(hub, conn, group)];
         if first {
             self.want(hub, group, true);
+            cmds.push(self.group_presence(hub, group));
         }
-        self.presence(vec![self.member_presence(hub, conn, group)]);
+        self.presence(cmds);
         if conn.protocol.is_reliable() && self.accepting() {
             self.queue(Job::SessionJoined {
                 hub: hub.to_string(),
@@ -307,10 +320,12 @@ impl Membership for RedisBroker {
     }
 
     fn member_removed(&self, hub: &str, conn: &Connection, group: &str, last: bool) {
+        let mut cmds = vec![self.forget(keys::members(hub, group), &conn.id)];
         if last {
             self.want(hub, group, false);
+            cmds.push(self.group_absence(hub, group));
         }
-        self.presence(vec![self.forget(keys::members(hub, group), &conn.id)]);
+        self.presence(cmds);
         // A closing session keeps its groups: another node may resume it.
         if conn.protocol.is_reliable() && !conn.is_closing() && self.accepting() {
             self.queue(Job::SessionLeft {
@@ -372,11 +387,23 @@ impl Broker for RedisBroker {
                 origin: self.origin,
                 seq,
             });
-            let out = deliver();
             if !self.accepting() {
                 metrics::global().cluster_drop("redis_down");
-                return out;
+                return deliver();
             }
+            // A group whose history clients read: its members here get the message as every
+            // node's do, from the group's channel once the history has it, with its offset.
+            let (out, here) = match local {
+                Some(h) if self.keeps(hub, &target) => (
+                    FanOut::default(),
+                    Some(jobs::Here {
+                        hub: h.clone(),
+                        scope: scope.clone(),
+                        d: d.clone(),
+                    }),
+                ),
+                _ => (deliver(), None),
+            };
             let bytes = self.envelope(
                 hub,
                 message(target.clone(), scope.clone(), Some((self.origin, seq))),
@@ -385,6 +412,7 @@ impl Broker for RedisBroker {
                 hub: hub.to_string(),
                 group: group.clone(),
                 bytes,
+                here,
             });
             return out;
         }
@@ -495,6 +523,24 @@ impl Broker for RedisBroker {
 
     async fn remote_members(&self, hub: &str, group: &str) -> Vec<Member> {
         presence::members(self, hub, group).await
+    }
+
+    async fn history_page(
+        &self,
+        hub: &str,
+        group: &str,
+        after: Option<nerve_protocol::Offset>,
+        top: usize,
+    ) -> Option<crate::cluster::HistoryPage> {
+        history::page(self, hub, group, after, top).await
+    }
+
+    async fn remote_connections(&self, hub: &str) -> Vec<Member> {
+        presence::connections(self, hub).await
+    }
+
+    async fn remote_groups(&self, hub: &str) -> Vec<String> {
+        presence::groups(self, hub).await
     }
 
     async fn remote_roles(&self, hub: &str, id: &str) -> Option<Vec<String>> {

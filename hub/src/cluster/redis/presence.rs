@@ -75,6 +75,51 @@ impl RedisBroker {
     }
 }
 
+impl RedisBroker {
+    /// The presence write announcing that a group has a member on this node.
+    pub(crate) fn group_presence(&self, hub: &str, group: &str) -> redis::Cmd {
+        let me = self.presence_name();
+        redis::cmd("HSET")
+            .arg(keys::groups(hub))
+            .arg(format!("{group}\n{me}"))
+            .arg(me)
+            .to_owned()
+    }
+
+    /// The presence write saying a group has no member left on this node.
+    pub(crate) fn group_absence(&self, hub: &str, group: &str) -> redis::Cmd {
+        redis::cmd("HDEL")
+            .arg(keys::groups(hub))
+            .arg(format!("{group}\n{}", self.presence_name()))
+            .to_owned()
+    }
+}
+
+/// Every connection of a hub on live nodes.
+pub(crate) async fn connections(broker: &RedisBroker, hub: &str) -> Vec<Member> {
+    live_entries(broker, &keys::connections(hub))
+        .await
+        .map(|(id, v)| {
+            let user = v.split('\n').nth(1).unwrap_or_default();
+            Member {
+                connection_id: id,
+                user_id: (!user.is_empty()).then(|| user.to_string()),
+            }
+        })
+        .collect()
+}
+
+/// Every group of a hub with a member on a live node.
+pub(crate) async fn groups(broker: &RedisBroker, hub: &str) -> Vec<String> {
+    let mut names: Vec<String> = live_entries(broker, &keys::groups(hub))
+        .await
+        .filter_map(|(field, _)| Some(field.rsplit_once('\n')?.0.to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The live node incarnation of a presence value `node#epoch\nuser`.
 fn node_of(value: &str) -> &str {
     value.split('\n').next().unwrap_or_default()

@@ -108,16 +108,20 @@ async fn on_push(broker: &Arc<RedisBroker>, heard: &mut Heard, push: PushInfo) {
                 {
                     return;
                 }
-                // This node delivered its own group messages when it sent them.
+                // This node delivered its own group messages when it sent them, except to
+                // groups whose history clients read: those reach every node's members from
+                // here, in the history's order, with their offsets.
                 if m.published
                     .is_some_and(|(origin, _)| origin == broker.origin)
+                    && !broker.keeps(&env.hub, &m.target)
                 {
                     return;
                 }
             } else if mine {
                 return;
             }
-            deliver(inbound.as_ref(), &env.hub, m, id);
+            let stamp = broker.keeps(&env.hub, &m.target);
+            deliver(inbound.as_ref(), &env.hub, m, id, stamp);
         }
         Body::Command(cmd) if !mine => inbound.run(&env.hub, &cmd),
         Body::Command(_) => {}
@@ -125,18 +129,23 @@ async fn on_push(broker: &Arc<RedisBroker>, heard: &mut Heard, push: PushInfo) {
 }
 
 /// Delivers a message from another node into this node's registry.
-fn deliver(inbound: &dyn Inbound, hub: &str, m: Message, id: Option<(u64, u64)>) {
+fn deliver(inbound: &dyn Inbound, hub: &str, m: Message, id: Option<(u64, u64)>, stamp: bool) {
     let Some(hub) = inbound.registry().hub(hub) else {
         return;
     };
     metrics::global().cluster_messages_in.inc();
-    let (target, scope, d) = delivery_of(m, id);
+    let (target, scope, d) = delivery_of(m, id, stamp);
     deliver_local(&hub, &target, &scope, &d);
 }
 
 /// A message from another node (or a group's history) as this node delivers it: who it is
-/// for, who is left out, and the delivery (with its history position, for a group).
-pub(crate) fn delivery_of(m: Message, id: Option<(u64, u64)>) -> (Target, Scope, Arc<Delivery>) {
+/// for, who is left out, and the delivery (with its history position, for a group, and
+/// its offset in the frame when `stamp`: the group keeps a history clients read).
+pub(crate) fn delivery_of(
+    m: Message,
+    id: Option<(u64, u64)>,
+    stamp: bool,
+) -> (Target, Scope, Arc<Delivery>) {
     let group = match &m.target {
         Target::Group(g) => Some(Arc::<str>::from(g.as_str())),
         _ => None,
@@ -148,7 +157,11 @@ pub(crate) fn delivery_of(m: Message, id: Option<(u64, u64)>) -> (Target, Scope,
     let published = group
         .zip(m.published)
         .map(|(group, (origin, seq))| Published { group, origin, seq });
-    let d = Delivery::from_parts(m.frame, m.payload, position, published);
+    let frame = match (&position, stamp) {
+        (Some(p), true) => nerve_protocol::codec::json::with_offset(&m.frame, p.id.into()),
+        _ => m.frame,
+    };
+    let d = Delivery::from_parts(frame, m.payload, position, published);
     (m.target, m.scope, d)
 }
 
@@ -231,13 +244,15 @@ async fn catch_up(broker: &Arc<RedisBroker>, channel: &str, before: Option<(u64,
         last = Some(id);
         if m.published
             .is_some_and(|(origin, _)| origin == broker.origin)
+            && !broker.keeps(&hub, &m.target)
         {
             continue;
         }
         if let Some(h) = &local {
             brought += 1;
             metrics::global().cluster_messages_in.inc();
-            let (target, scope, d) = delivery_of(m, Some(id));
+            let stamp = broker.keeps(&hub, &m.target);
+            let (target, scope, d) = delivery_of(m, Some(id), stamp);
             deliver_local(h, &target, &scope, &d);
         }
     }

@@ -349,7 +349,8 @@ impl SessionStore for RedisBroker {
             .iter()
             .filter_map(|e| history_entry(e, group))
             .map(|(id, m)| {
-                let (_, scope, d) = delivery_of(m, Some(id));
+                let stamp = self.keeps(hub, &m.target);
+                let (_, scope, d) = delivery_of(m, Some(id), stamp);
                 (d, scope)
             })
             .collect()

@@ -348,6 +348,9 @@ async fn write_again(broker: &Arc<RedisBroker>, conn: &mut Conn) -> redis::Redis
                 cmds.push(broker.member_presence(&hub.name, &c, g));
             }
         }
+        for g in hub.group_names() {
+            cmds.push(broker.group_presence(&hub.name, &g));
+        }
         for (user, groups) in hub.all_user_groups() {
             let key = keys::user_groups(&hub.name, &user);
             let groups: Vec<&str> = groups.iter().map(|g| &**g).collect();

@@ -3,8 +3,6 @@
 //! Changes run on this node and, through the broker, on the others; upstream joined/left
 //! events fire on the node that holds the connection.
 
-use std::collections::BTreeMap;
-
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -182,24 +180,7 @@ pub(super) async fn list(call: &Call, group: &str) -> Result<Response, ApiError>
         .map(|t| t as usize);
     let after = q.one("continuationToken").unwrap_or_default();
     // Every member on every node, by connection id.
-    let mut members: BTreeMap<String, Option<String>> = call
-        .app
-        .broker
-        .remote_members(&call.hub, group)
-        .await
-        .into_iter()
-        .map(|m| (m.connection_id, m.user_id))
-        .collect();
-    if let Some(g) = call
-        .app
-        .registry
-        .hub(&call.hub)
-        .and_then(|h| h.group(group))
-    {
-        for c in g.members() {
-            members.insert(c.id.to_string(), c.user_id.as_deref().map(str::to_string));
-        }
-    }
+    let members = call.app.group_members(&call.hub, group).await;
     let rest: Vec<(String, Option<String>)> = members
         .into_iter()
         .filter(|(id, _)| after.is_empty() || id.as_str() > after)
@@ -229,17 +210,7 @@ pub(super) async fn list(call: &Call, group: &str) -> Result<Response, ApiError>
 
 fn next_link(call: &Call, group: &str, page: usize, top: Option<usize>, after: &str) -> String {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-    let base = match &call.app.config.public_endpoint {
-        Some(e) => e.trim_end_matches('/').to_string(),
-        None => {
-            let host = call
-                .headers
-                .get(axum::http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}")
-        }
-    };
+    let base = super::base_url(call);
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair(
         "api-version",

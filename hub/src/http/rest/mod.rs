@@ -1,6 +1,6 @@
 //! The data-plane REST API under `/api/hubs/{hub}/…`, as the official server SDKs call it:
 //! sends, existence checks, closes, group membership, permissions, filtered group changes,
-//! client tokens and group member listing. Status codes match the service exactly, because
+//! client tokens, group member listing, group history and presence across nodes. Status codes match the service exactly, because
 //! the SDKs throw on any status an operation does not declare.
 //!
 //! Every call carries a Bearer JWT signed with an access key whose audience is the request
@@ -10,7 +10,9 @@
 mod auth;
 mod connections;
 mod groups;
+mod history;
 mod params;
+mod presence;
 pub mod route;
 mod send;
 mod token;
@@ -160,6 +162,11 @@ async fn run(call: &Call, op: Op, body: Body) -> Result<Response, ApiError> {
         Op::RemoveConnectionFromGroup(g, c) => groups::remove_connection(call, &g, &c),
         Op::RemoveConnectionFromAllGroups(c) => groups::remove_connection_from_all(call, &c),
         Op::ListGroupConnections(g) => groups::list(call, &g).await,
+        Op::ListGroupMessages(g) => history::list(call, &g).await,
+        Op::ListUsers => presence::users(call).await,
+        Op::ListGroups => presence::groups(call).await,
+        Op::ListGroupUsers(g) => presence::group_users(call, &g).await,
+        Op::ListUserGroups(u) => presence::user_groups(call, &u).await,
         Op::AddUserToGroup(u, g) => groups::add_user(call, &u, &g),
         Op::RemoveUserFromGroup(u, g) => groups::remove_user(call, &u, &g),
         Op::RemoveUserFromAllGroups(u) => groups::remove_user_from_all(call, &u),
@@ -190,6 +197,11 @@ fn op_name(op: &Op) -> &'static str {
         Op::RemoveConnectionFromGroup(..) => "removeConnectionFromGroup",
         Op::RemoveConnectionFromAllGroups(_) => "removeConnectionFromAllGroups",
         Op::ListGroupConnections(_) => "listConnectionsInGroup",
+        Op::ListGroupMessages(_) => "listGroupMessages",
+        Op::ListUsers => "listUsers",
+        Op::ListGroups => "listGroups",
+        Op::ListGroupUsers(_) => "listUsersInGroup",
+        Op::ListUserGroups(_) => "listGroupsOfUser",
         Op::AddUserToGroup(..) => "addUserToGroup",
         Op::RemoveUserFromGroup(..) => "removeUserFromGroup",
         Op::RemoveUserFromAllGroups(_) => "removeUserFromAllGroups",
@@ -218,6 +230,22 @@ fn route_error(e: RouteError) -> ApiError {
 /// its connections.
 pub(crate) fn run_command(call: &Call, cmd: crate::cluster::Command) {
     call.app.run_everywhere(&call.hub, cmd);
+}
+
+/// The hub's URL as the caller reaches it (for `nextLink`): the public endpoint, or the
+/// request's host.
+pub(crate) fn base_url(call: &Call) -> String {
+    match &call.app.config.public_endpoint {
+        Some(e) => e.trim_end_matches('/').to_string(),
+        None => {
+            let host = call
+                .headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    }
 }
 
 /// A bare status response (the SDKs read no body on success).

@@ -42,6 +42,16 @@ pub enum Op {
     RemoveConnectionFromAllGroups(String),
     /// GET `/groups/{group}/connections`
     ListGroupConnections(String),
+    /// GET `/users`
+    ListUsers,
+    /// GET `/groups`
+    ListGroups,
+    /// GET `/groups/{group}/users`
+    ListGroupUsers(String),
+    /// GET `/users/{user}/groups`
+    ListUserGroups(String),
+    /// GET `/groups/{group}/messages`
+    ListGroupMessages(String),
     /// PUT `/users/{user}/groups/{group}`
     AddUserToGroup(String, String),
     /// DELETE `/users/{user}/groups/{group}`
@@ -130,6 +140,11 @@ fn op(method: &Method, tail: &[&str]) -> Result<Option<Op>, RouteError> {
         ("PUT", ["groups", g, "connections", c]) => Op::AddConnectionToGroup(s(g), s(c)),
         ("DELETE", ["groups", g, "connections", c]) => Op::RemoveConnectionFromGroup(s(g), s(c)),
         ("GET", ["groups", g, "connections"]) => Op::ListGroupConnections(s(g)),
+        ("GET", ["groups", g, "messages"]) => Op::ListGroupMessages(s(g)),
+        ("GET", ["users"]) => Op::ListUsers,
+        ("GET", ["groups"]) => Op::ListGroups,
+        ("GET", ["groups", g, "users"]) => Op::ListGroupUsers(s(g)),
+        ("GET", ["users", u, "groups"]) => Op::ListUserGroups(s(u)),
         ("DELETE", ["connections", c, "groups"]) => Op::RemoveConnectionFromAllGroups(s(c)),
         ("PUT", ["users", u, "groups", g]) | ("PUT", ["groups", g, "users", u]) => {
             Op::AddUserToGroup(s(u), s(g))

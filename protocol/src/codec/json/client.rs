@@ -28,6 +28,7 @@ struct RawFrame<'a> {
     stream_id: Option<String>,
     #[serde(borrow)]
     stream: Option<&'a RawValue>,
+    after: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -61,7 +62,17 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         "joinGroup" | "leaveGroup" => {
             let group = valid_group(raw.group).map_err(fail)?;
             Ok(if kind == "joinGroup" {
-                ClientFrame::JoinGroup { group, ack_id }
+                let after = raw
+                    .after
+                    .as_deref()
+                    .map(crate::Offset::parse)
+                    .transpose()
+                    .map_err(|e| fail(e.to_string()))?;
+                ClientFrame::JoinGroup {
+                    group,
+                    ack_id,
+                    after,
+                }
             } else {
                 ClientFrame::LeaveGroup { group, ack_id }
             })
@@ -176,13 +187,19 @@ impl ClientFrame {
     /// The frame as JSON text, as a client sends it.
     pub fn to_json(&self) -> String {
         match self {
-            ClientFrame::JoinGroup { group, ack_id }
-            | ClientFrame::LeaveGroup { group, ack_id } => {
-                Object::new(self.kind(), group.len() + 32)
-                    .str("group", group)
-                    .opt_u64("ackId", *ack_id)
-                    .finish()
-            }
+            ClientFrame::JoinGroup {
+                group,
+                ack_id,
+                after,
+            } => Object::new(self.kind(), group.len() + 64)
+                .str("group", group)
+                .opt_u64("ackId", *ack_id)
+                .opt_str("after", after.map(|a| a.to_string()).as_deref())
+                .finish(),
+            ClientFrame::LeaveGroup { group, ack_id } => Object::new(self.kind(), group.len() + 32)
+                .str("group", group)
+                .opt_u64("ackId", *ack_id)
+                .finish(),
             ClientFrame::SendToGroup {
                 group,
                 ack_id,
@@ -253,9 +270,22 @@ mod tests {
             parse_client_frame(r#"{"type":"joinGroup","group":"g","ackId":1}"#),
             Ok(ClientFrame::JoinGroup {
                 group: "g".into(),
-                ack_id: Some(1)
+                ack_id: Some(1),
+                after: None,
             })
         );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"joinGroup","group":"g","after":"17-2"}"#),
+            Ok(ClientFrame::JoinGroup {
+                group: "g".into(),
+                ack_id: None,
+                after: Some(crate::Offset::new(17, 2)),
+            })
+        );
+        let e = parse_client_frame(r#"{"type":"joinGroup","group":"g","ackId":2,"after":"x"}"#)
+            .unwrap_err();
+        assert_eq!(e.ack_id, Some(2));
+        assert!(e.reason.contains("not an offset"), "{}", e.reason);
         assert_eq!(
             parse_client_frame(r#"{"type":"leaveGroup","group":"g"}"#),
             Ok(ClientFrame::LeaveGroup {
@@ -345,9 +375,18 @@ mod tests {
         assert_eq!(
             json_of(&ClientFrame::JoinGroup {
                 group: "g".into(),
-                ack_id: Some(1)
+                ack_id: Some(1),
+                after: None,
             }),
             json!({"type": "joinGroup", "group": "g", "ackId": 1})
+        );
+        assert_eq!(
+            json_of(&ClientFrame::JoinGroup {
+                group: "g".into(),
+                ack_id: None,
+                after: Some(crate::Offset::new(3, 4)),
+            }),
+            json!({"type": "joinGroup", "group": "g", "after": "3-4"})
         );
         assert_eq!(
             json_of(&ClientFrame::SendToGroup {

@@ -7,7 +7,7 @@ mod object;
 mod server;
 
 pub use client::parse_client_frame;
-pub use server::{ServerFrameError, with_sequence_id};
+pub use server::{ServerFrameError, with_offset, with_sequence_id};
 
 use serde::Deserialize;
 

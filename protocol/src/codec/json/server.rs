@@ -108,6 +108,11 @@ impl ServerFrame<'_> {
                     from,
                     payload: Cow::Owned(payload),
                     sequence_id: raw.sequence_id,
+                    // An offset that does not parse is not ours: ignore it, as others do.
+                    offset: raw
+                        .offset
+                        .as_deref()
+                        .and_then(|o| crate::Offset::parse(o).ok()),
                 })
             }
             "ack" => ServerFrame::Ack {
@@ -152,6 +157,10 @@ fn message(m: &MessageFrame<'_>) -> String {
         Sender::Server => o.str("from", "server"),
     };
     let frame = with_data(o, &m.payload).finish();
+    let frame = match m.offset {
+        Some(offset) => with_offset(&frame, offset),
+        None => frame,
+    };
     match m.sequence_id {
         Some(id) => with_sequence_id(&frame, id),
         None => frame,
@@ -165,6 +174,16 @@ pub fn with_sequence_id(frame: &str, sequence_id: u64) -> String {
     let mut out = String::with_capacity(frame.len() + 24);
     // Writing into a String cannot fail.
     let _ = write!(out, "{{\"sequenceId\":{sequence_id},{rest}");
+    out
+}
+
+/// Splices `"offset":"<ms>-<seq>"` into a message frame written without one.
+pub fn with_offset(frame: &str, offset: crate::Offset) -> String {
+    use std::fmt::Write;
+    let rest = frame.get(1..).unwrap_or_default();
+    let mut out = String::with_capacity(frame.len() + 40);
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{{\"offset\":\"{offset}\",{rest}");
     out
 }
 
@@ -194,6 +213,7 @@ struct RawFrame<'a> {
     #[serde(borrow)]
     data: Option<&'a RawValue>,
     sequence_id: Option<u64>,
+    offset: Option<String>,
     ack_id: Option<u64>,
     success: Option<bool>,
     error: Option<RawError>,
@@ -257,6 +277,14 @@ mod tests {
         let v: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["sequenceId"], 42);
         assert_eq!(v["group"], "g\"1");
+        let o = with_sequence_id(&with_offset(&f, crate::Offset::new(9, 1)), 3);
+        match ServerFrame::from_json(&o) {
+            Ok(ServerFrame::Message(m)) => {
+                assert_eq!(m.offset, Some(crate::Offset::new(9, 1)));
+                assert_eq!(m.sequence_id, Some(3));
+            }
+            other => panic!("not a message: {other:?}"),
+        }
     }
 
     #[test]
@@ -313,6 +341,7 @@ mod tests {
                 from: Sender::group("g", Some("u")),
                 payload: Cow::Owned(Payload::text("x")),
                 sequence_id: Some(7),
+                offset: None,
             }))
         );
         let a = ServerFrame::from_json(

@@ -135,9 +135,11 @@ pub fn parse_upstream(bytes: &Bytes) -> Result<ClientFrame, FrameError> {
         stream_id,
     };
     Ok(match message {
+        // The protobuf protocols have no field for a history offset: joins replay nothing.
         Upstream::JoinGroup(m) => ClientFrame::JoinGroup {
             group: group(m.group, m.ack_id)?,
             ack_id: m.ack_id,
+            after: None,
         },
         Upstream::LeaveGroup(m) => ClientFrame::LeaveGroup {
             group: group(m.group, m.ack_id)?,
@@ -253,6 +255,7 @@ fn downstream(frame: &ServerFrame<'_>) -> Option<Downstream> {
             from,
             payload,
             sequence_id,
+            ..
         }) => {
             let (from, group) = match from {
                 Sender::Group { group, .. } => ("group", Some(group.to_string())),
