@@ -65,10 +65,7 @@ impl Bus {
         self.declare(capability).await?;
         let key = envelope.partitionkey.as_deref().unwrap_or(&envelope.id);
         let partition = self.partition_for(capability, key);
-        Ok(self
-            .transport()
-            .enqueue(&partition, envelope, None)
-            .await?)
+        Ok(self.transport().enqueue(&partition, envelope, None).await?)
     }
 
     /// Consumes `capability`'s queue as `consumer_id`, handing each message (and how many times

@@ -17,18 +17,23 @@ pub async fn worker_retries_then_dead_letters(h: &impl Harness) {
     let seen = Arc::new(AtomicU32::new(0));
     let (r, s) = (runs.clone(), seen.clone());
     let worker = bus
-        .work("chores", "chore-worker", 4, move |env: Envelope, deliveries| {
-            let (r, s) = (r.clone(), s.clone());
-            async move {
-                s.fetch_max(deliveries, Ordering::SeqCst);
-                if env.data.as_ref().and_then(|d| d.get("fail")).is_some() {
-                    r.fetch_add(1, Ordering::SeqCst);
-                    Settle::Retry("receiver said 503".into())
-                } else {
-                    Settle::Done
+        .work(
+            "chores",
+            "chore-worker",
+            4,
+            move |env: Envelope, deliveries| {
+                let (r, s) = (r.clone(), s.clone());
+                async move {
+                    s.fetch_max(deliveries, Ordering::SeqCst);
+                    if env.data.as_ref().and_then(|d| d.get("fail")).is_some() {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        Settle::Retry("receiver said 503".into())
+                    } else {
+                        Settle::Done
+                    }
                 }
-            }
-        })
+            },
+        )
         .await
         .expect("worker");
     let ok = Envelope::new("bus://test", "test.chore").with_data(json!({"n": 1}));
@@ -57,7 +62,11 @@ pub async fn worker_retries_then_dead_letters(h: &impl Harness) {
         "{}",
         dead[0].description
     );
-    assert_eq!(runs.load(Ordering::SeqCst), max, "tried max_deliveries times");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        max,
+        "tried max_deliveries times"
+    );
     assert_eq!(seen.load(Ordering::SeqCst), max);
     let levels = bus.queue_levels("chores").await.expect("levels");
     assert_eq!((levels.waiting, levels.in_flight, levels.dead), (0, 0, 1));
@@ -72,23 +81,45 @@ pub async fn push_configs_are_bounded_per_task(h: &impl Harness) {
         .expect("submit")
         .task_id;
     let t = bus.transport();
-    assert!(t.push_config_put(&task, "b", "{\"n\":2}", 2).await.expect("put"));
-    assert!(t.push_config_put(&task, "a", "{\"n\":1}", 2).await.expect("put"));
+    assert!(
+        t.push_config_put(&task, "b", "{\"n\":2}", 2)
+            .await
+            .expect("put")
+    );
+    assert!(
+        t.push_config_put(&task, "a", "{\"n\":1}", 2)
+            .await
+            .expect("put")
+    );
     assert!(
         !t.push_config_put(&task, "c", "{}", 2).await.expect("put"),
         "a third config over the bound of two is refused"
     );
     assert!(
-        t.push_config_put(&task, "a", "{\"n\":3}", 2).await.expect("put"),
+        t.push_config_put(&task, "a", "{\"n\":3}", 2)
+            .await
+            .expect("put"),
         "replacing an existing id is within the bound"
     );
     let all = t.push_configs(&task).await.expect("list");
     assert_eq!(
         all,
-        vec![("a".into(), "{\"n\":3}".into()), ("b".into(), "{\"n\":2}".into())]
+        vec![
+            ("a".into(), "{\"n\":3}".into()),
+            ("b".into(), "{\"n\":2}".into())
+        ]
     );
     assert!(t.push_config_delete(&task, "a").await.expect("delete"));
-    assert!(!t.push_config_delete(&task, "a").await.expect("delete again"));
-    assert!(t.push_configs("no-such-task").await.expect("list").is_empty());
+    assert!(
+        !t.push_config_delete(&task, "a")
+            .await
+            .expect("delete again")
+    );
+    assert!(
+        t.push_configs("no-such-task")
+            .await
+            .expect("list")
+            .is_empty()
+    );
     assert_eq!(t.push_configs(&task).await.expect("list").len(), 1);
 }
