@@ -104,8 +104,21 @@ async fn submit_and_agent_export_one_trace() {
     // Short batches, so the running agent's spans leave while it runs.
     let _agent = Killed(
         Command::new(bin)
-            .args(["--redis", &url, "--partitions", "2", "--otlp-endpoint", &endpoint])
-            .args(["--service-name", "traced-agent", "agent", "--id", "tracer-1"])
+            .args([
+                "--redis",
+                &url,
+                "--partitions",
+                "2",
+                "--otlp-endpoint",
+                &endpoint,
+            ])
+            .args([
+                "--service-name",
+                "traced-agent",
+                "agent",
+                "--id",
+                "tracer-1",
+            ])
             .args(["--capability", "traced"])
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .stderr(Stdio::null())
@@ -113,7 +126,14 @@ async fn submit_and_agent_export_one_trace() {
             .expect("spawn agent"),
     );
     let out = Command::new(bin)
-        .args(["--redis", &url, "--partitions", "2", "--otlp-endpoint", &endpoint])
+        .args([
+            "--redis",
+            &url,
+            "--partitions",
+            "2",
+            "--otlp-endpoint",
+            &endpoint,
+        ])
         .args(["submit", "traced", "hello", "--wait", "20"])
         .output()
         .expect("run submit");

@@ -226,10 +226,10 @@ fn task_of(params: &Value) -> Result<String, RpcError> {
             return Ok(rest.split('/').next().unwrap_or_default().to_string());
         }
     }
-    if params.get("pushNotificationConfigId").is_some() || params.get("url").is_none() {
-        if let Some(t) = str_of(params, "id") {
-            return Ok(t.to_string());
-        }
+    if (params.get("pushNotificationConfigId").is_some() || params.get("url").is_none())
+        && let Some(t) = str_of(params, "id")
+    {
+        return Ok(t.to_string());
     }
     Err(bad("taskId is required"))
 }
