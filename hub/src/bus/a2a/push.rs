@@ -245,7 +245,7 @@ fn config_of(params: &Value, task_id: &str) -> String {
         .to_string()
 }
 
-/// Stores a setting for a task; the result is the setting as stored.
+/// Stores a setting under its task, within the bound of settings per task.
 pub async fn store(bridge: &Bridge, config: &PushConfig) -> Result<(), RpcError> {
     let doc =
         serde_json::to_string(config).map_err(|e| RpcError::new(codes::INTERNAL, e.to_string()))?;

@@ -41,7 +41,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest notification body (a task event is far smaller; a bigger one is dead-lettered).
 const MAX_BODY: usize = 1 << 20;
 
-/// Starts the notifier (live feed → queue) and the delivery worker of this hub node.
+/// Starts the notifier (live feed → queue) of this hub node. Its delivery worker starts with
+/// the first notification it queues, or at once when the bus already has the queue (left by an
+/// earlier run or another node), so a hub whose tasks have no push settings runs no worker and
+/// lists no `a2a.push` queue.
 pub fn start(bridge: Arc<Bridge>) {
     let allow_private = bridge.app.config.bus.push_allow_private;
     let client = match http_client(allow_private) {
@@ -51,17 +54,48 @@ pub fn start(bridge: Arc<Bridge>) {
             return;
         }
     };
-    tokio::spawn(notify(bridge.clone()));
-    tokio::spawn(async move {
-        let consumer = consumer_id(&bridge.app.config.node_id);
-        let b = bridge.clone();
-        let worker = bridge
-            .bus
-            .work(QUEUE, &consumer, IN_FLIGHT, move |env, deliveries| {
-                let (b, client) = (b.clone(), client.clone());
-                async move { deliver(&b, &client, &env, deliveries, allow_private).await }
+    let worker = Arc::new(Worker {
+        bridge: bridge.clone(),
+        client,
+        allow_private,
+        started: tokio::sync::OnceCell::new(),
+    });
+    tokio::spawn(notify(bridge, worker));
+}
+
+/// This node's delivery worker, started once.
+struct Worker {
+    bridge: Arc<Bridge>,
+    client: reqwest::Client,
+    allow_private: bool,
+    started: tokio::sync::OnceCell<()>,
+}
+
+impl Worker {
+    /// Starts the worker unless it runs already.
+    async fn ensure(self: &Arc<Self>) {
+        self.started
+            .get_or_init(|| async {
+                let me = self.clone();
+                tokio::spawn(async move { me.run().await });
             })
             .await;
+    }
+
+    async fn run(self: Arc<Self>) {
+        let bridge = self.bridge.clone();
+        let consumer = consumer_id(&bridge.app.config.node_id);
+        let me = self.clone();
+        let worker =
+            bridge
+                .bus
+                .work(QUEUE, &consumer, IN_FLIGHT, move |env, deliveries| {
+                    let me = me.clone();
+                    async move {
+                        deliver(&me.bridge, &me.client, &env, deliveries, me.allow_private).await
+                    }
+                })
+                .await;
         match worker {
             Ok(w) => {
                 bridge.app.shutdown.cancelled().await;
@@ -69,7 +103,7 @@ pub fn start(bridge: Arc<Bridge>) {
             }
             Err(e) => tracing::error!(error = %e, "push notification worker did not start"),
         }
-    });
+    }
 }
 
 /// A bus consumer id for this node.
@@ -129,9 +163,16 @@ impl reqwest::dns::Resolve for PublicOnly {
 }
 
 /// Follows the live feed and queues a notification per push setting of each task event.
-async fn notify(bridge: Arc<Bridge>) {
+async fn notify(bridge: Arc<Bridge>, worker: Arc<Worker>) {
     let mut live = bridge.bus.transport().live();
     let shutdown = bridge.app.shutdown.clone();
+    match bridge.bus.transport().capabilities().await {
+        Ok(caps) if caps.iter().any(|(c, _)| c == QUEUE) => worker.ensure().await,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list bus queues; push worker starts on demand")
+        }
+    }
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -161,6 +202,9 @@ async fn notify(bridge: Arc<Bridge>) {
                 continue;
             }
         };
+        if !configs.is_empty() {
+            worker.ensure().await;
+        }
         for (config_id, _) in configs {
             let mut n = Envelope::new("bus://a2a-push", NOTIFICATION).with_data(json!({
                 "taskId": task_id,
