@@ -39,6 +39,9 @@ pub enum BusError {
     /// Too many concurrent writers kept changing the task.
     #[error("gave up updating task {0} after repeated concurrent changes")]
     Contention(String),
+    /// An envelope that breaks the CloudEvents rules or the bus's limits.
+    #[error(transparent)]
+    Envelope(#[from] crate::envelope::EnvelopeError),
 }
 
 /// Why a request got no successful reply.

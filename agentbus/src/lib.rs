@@ -27,6 +27,7 @@ pub mod trace;
 pub mod transport;
 mod waiters;
 mod watch;
+mod worker;
 
 pub use a2a::{AgentCard, AgentSkill, Artifact, Message, Part, StreamResponse, TaskState};
 pub use agent::{Agent, AgentBuilder, AgentHandle, MAX_DELIVERY_COUNT_EXCEEDED, TTL_EXPIRED};
@@ -42,3 +43,4 @@ pub use submit::{DEAD_LETTERED, SubmitRequest, TaskHandle};
 pub use task::{Lifecycle, TaskEvent, TaskRecord};
 pub use transport::{DeadLetter, EnqueueOutcome, Partition, QueueLevels, SharedContext, Transport};
 pub use watch::TaskUpdates;
+pub use worker::{Settle, WorkerHandle};

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The official Python SDKs pinned in tests/python/requirements.txt against the real hub: A2A
-# (a2a-sdk) against the A2A gateway and a Python bus agent on /bus/ws, the support-chat worked
-# example, Web PubSub (azure-messaging-webpubsubclient and -service) on one node and on two
-# nodes sharing a throwaway redis-server, and the protobuf subprotocols through a client that
-# grpcio-tools generates from protocol/proto/webpubsub.v1.proto.
+# (a2a-sdk) against the A2A gateway and a Python bus agent on /bus/ws, A2A push notifications
+# through a2a-sdk to a real webhook, the support-chat worked example, Web PubSub
+# (azure-messaging-webpubsubclient and -service) on one node and on two nodes sharing a
+# throwaway redis-server, and the protobuf subprotocols through a client that grpcio-tools
+# generates from protocol/proto/webpubsub.v1.proto.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -17,6 +18,7 @@ fi
 "$venv/bin/pip" install -q -r tests/python/requirements.txt ./clients/python
 cd tests/python
 timeout 120 "$venv/bin/python" test_a2a_sdk.py
+timeout 120 "$venv/bin/python" test_a2a_push_sdk.py
 timeout 120 "$venv/bin/python" test_support_chat.py
 timeout 300 "$venv/bin/python" test_webpubsub_sdk.py
 timeout 300 "$venv/bin/python" test_protobuf_subprotocol.py

@@ -306,4 +306,19 @@ pub trait Transport: Send + Sync + 'static {
     async fn agent_remove(&self, agent_id: &str) -> TransportResult<()>;
     /// Cards of agents whose registration has not lapsed.
     async fn agents(&self) -> TransportResult<Vec<AgentCard>>;
+
+    /// Stores a task's push-notification setting `config_id` (an opaque document), replacing
+    /// one with the same id, kept as long as task records; false (and nothing stored) when the
+    /// task already holds `max` others.
+    async fn push_config_put(
+        &self,
+        task_id: &str,
+        config_id: &str,
+        document: &str,
+        max: usize,
+    ) -> TransportResult<bool>;
+    /// A task's push-notification settings as (id, document), ordered by id.
+    async fn push_configs(&self, task_id: &str) -> TransportResult<Vec<(String, String)>>;
+    /// Removes a task's push-notification setting; true when it was there.
+    async fn push_config_delete(&self, task_id: &str, config_id: &str) -> TransportResult<bool>;
 }

@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod levels;
 pub mod settle;
 pub mod tasks;
+pub mod work;
 
 /// Expands to one `#[tokio::test]` per suite case, each with a fresh harness from `$make`.
 #[macro_export]
@@ -33,6 +34,8 @@ macro_rules! transport_suite {
             tasks::registry_discovery_and_expiry,
             tasks::shared_context_latest_for_late_joiners,
             tasks::three_agent_chain_reads_back_as_tree,
+            work::worker_retries_then_dead_letters,
+            work::push_configs_are_bounded_per_task,
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -110,6 +110,7 @@ pub fn start(app: Arc<Node>) -> BridgeCell {
     if settings.transport == BusTransport::Memory {
         let bridge = Bridge::new(app, Bus::memory(bus_config(&settings)));
         let _ = cell.cell.set(bridge.clone());
+        a2a::webhook::start(bridge.clone());
         tokio::spawn(bridge.fan_out());
         return cell;
     }
@@ -125,6 +126,7 @@ pub fn start(app: Arc<Node>) -> BridgeCell {
                 Ok(bus) => {
                     let bridge = Bridge::new(c.app.clone(), bus);
                     let _ = c.cell.set(bridge.clone());
+                    a2a::webhook::start(bridge.clone());
                     bridge.fan_out().await;
                     return;
                 }

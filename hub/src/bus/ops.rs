@@ -98,7 +98,7 @@ impl From<BusError> for OpError {
                 OpError::Conflict(e.to_string())
             }
             BusError::Timeout(..) => OpError::Timeout(e.to_string()),
-            BusError::InvalidName(_) => OpError::BadRequest(e.to_string()),
+            BusError::InvalidName(_) | BusError::Envelope(_) => OpError::BadRequest(e.to_string()),
             BusError::Transport(_) | BusError::Contention(_) => OpError::Unavailable(e.to_string()),
         }
     }

@@ -30,6 +30,9 @@ pub struct BusSettings {
     pub a2a_capability: Option<String>,
     /// Shorter leases and polling, for demos and tests (default false).
     pub fast: bool,
+    /// Whether A2A push-notification webhooks may be on loopback, private or link-local
+    /// addresses (default false: a webhook cannot reach into the hub's own network).
+    pub push_allow_private: bool,
 }
 
 impl Default for BusSettings {
@@ -40,6 +43,7 @@ impl Default for BusSettings {
             hub: "bus".into(),
             a2a_capability: None,
             fast: false,
+            push_allow_private: false,
         }
     }
 }

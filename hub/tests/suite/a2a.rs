@@ -197,7 +197,7 @@ async fn a2a_methods_map_onto_bus_tasks() {
     let (_, r) = a2a(&hub, &token, "SendMessage", json!({"message": late})).await;
     assert_eq!(code(&r), Some(-32004));
     let (_, r) = a2a(&hub, &token, "CreateTaskPushNotificationConfig", json!({})).await;
-    assert_eq!(code(&r), Some(-32003));
+    assert_eq!(code(&r), Some(-32602), "a setting needs its task: {r}");
     let (_, r) = a2a(&hub, &token, "GetExtendedAgentCard", json!({})).await;
     assert_eq!(code(&r), Some(-32007));
     let (_, r) = a2a(&hub, &token, "Nope", json!({})).await;

@@ -6,6 +6,7 @@
 mod harness;
 
 mod a2a;
+mod a2a_push;
 mod bridge;
 mod console;
 mod first_steps;

@@ -40,6 +40,7 @@ impl HubApi {
             .http
             .post(&url)
             .bearer_auth(&self.token)
+            .headers(trace_headers())
             .json(&data)
             .send()
             .await
@@ -81,4 +82,15 @@ fn admin_token(cs: &ConnectionString) -> Result<String> {
         &jsonwebtoken::EncodingKey::from_secret(cs.access_key.as_bytes()),
     )
     .context("sign the bus token")
+}
+
+/// The current span's `traceparent` as a header, so the hub's span joins the caller's trace.
+fn trace_headers() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    if let Some(tp) = super::telemetry::current_traceparent()
+        && let Ok(v) = reqwest::header::HeaderValue::from_str(&tp)
+    {
+        h.insert("traceparent", v);
+    }
+    h
 }

@@ -4,6 +4,7 @@
 //! run a demo echo agent (Redis only).
 
 mod hub;
+mod telemetry;
 
 use std::time::Duration;
 
@@ -53,6 +54,13 @@ struct Cli {
     /// Lease in milliseconds for agents started by this command.
     #[arg(long, default_value_t = 30_000)]
     lease_ms: u64,
+    /// OTLP/HTTP collector to export traces to, e.g. `http://127.0.0.1:4318` (spans go to
+    /// `<url>/v1/traces`); unset: no export.
+    #[arg(long, env = "NERVE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// `service.name` of the exported traces.
+    #[arg(long, default_value = "nerve-bus")]
+    service_name: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -146,13 +154,33 @@ enum Source {
     Hub(HubApi),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let endpoint = cli
+        .otlp_endpoint
+        .clone()
+        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+        .filter(|e| !e.is_empty());
+    // The exporter sends from a thread of its own, so it starts before the runtime.
+    let telemetry = match telemetry::init(endpoint.as_deref(), &cli.service_name) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("nerve-bus: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("nerve-bus: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let exporting = telemetry.exporting();
+    let result = runtime.block_on(run(cli, exporting));
+    drop(runtime);
+    telemetry.shutdown();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nerve-bus: {e:#}");
@@ -161,7 +189,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: Cli, exporting: bool) -> Result<()> {
     let source = connect(&cli).await?;
     match cli.command {
         Command::Tasks { limit } => {
@@ -218,7 +246,12 @@ async fn run(cli: Cli) -> Result<()> {
             text,
             wait,
         } => {
-            let (task_id, done) = source.submit(&capability, &text, wait).await?;
+            let span = tracing::info_span!("nerve-bus.submit", otel.kind = "client", %capability);
+            let traceparent = exporting
+                .then(|| span.in_scope(telemetry::current_traceparent))
+                .flatten();
+            let submitted = source.submit(&capability, &text, wait, traceparent);
+            let (task_id, done) = tracing::Instrument::instrument(submitted, span).await?;
             println!("{task_id}");
             if let Some(rec) = done {
                 let msg = rec.task.status.message.as_ref().map(Message::text);
@@ -364,10 +397,15 @@ impl Source {
         capability: &str,
         text: &str,
         wait: u64,
+        traceparent: Option<String>,
     ) -> Result<(String, Option<TaskRecord>)> {
         match self {
             Source::Redis(bus) => {
-                let handle = bus.submit(SubmitRequest::text(capability, text)).await?;
+                let mut req = SubmitRequest::text(capability, text);
+                if let Some(tp) = traceparent {
+                    req = req.traceparent(tp);
+                }
+                let handle = bus.submit(req).await?;
                 let done = if wait > 0 {
                     Some(handle.result(Duration::from_secs(wait)).await?)
                 } else {

@@ -38,6 +38,8 @@ struct State {
     replies_sweep_at: usize,
     correlation: HashMap<String, Vec<Envelope>>,
     agents: HashMap<String, (AgentCard, Instant)>,
+    /// Push-notification settings by task, forgotten with their task.
+    push_configs: HashMap<String, BTreeMap<String, String>>,
 }
 
 /// In-process transport; clone it to share one bus between handles.
@@ -255,6 +257,7 @@ impl Transport for MemoryTransport {
                 if let Some(old) = st.tasks.remove(&id) {
                     st.correlation.remove(&old.correlation_id);
                 }
+                st.push_configs.remove(&id);
             }
         }
         st.tasks.insert(record.task.id.clone(), record.clone());
@@ -365,5 +368,42 @@ impl Transport for MemoryTransport {
         let mut cards: Vec<AgentCard> = st.agents.values().map(|(c, _)| c.clone()).collect();
         cards.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(cards)
+    }
+
+    async fn push_config_put(
+        &self,
+        task_id: &str,
+        config_id: &str,
+        document: &str,
+        max: usize,
+    ) -> TransportResult<bool> {
+        let mut st = self.lock();
+        let configs = st.push_configs.entry(task_id.to_string()).or_default();
+        if !configs.contains_key(config_id) && configs.len() >= max {
+            return Ok(false);
+        }
+        configs.insert(config_id.to_string(), document.to_string());
+        Ok(true)
+    }
+
+    async fn push_configs(&self, task_id: &str) -> TransportResult<Vec<(String, String)>> {
+        Ok(self
+            .lock()
+            .push_configs
+            .get(task_id)
+            .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    async fn push_config_delete(&self, task_id: &str, config_id: &str) -> TransportResult<bool> {
+        let mut st = self.lock();
+        let Some(configs) = st.push_configs.get_mut(task_id) else {
+            return Ok(false);
+        };
+        let removed = configs.remove(config_id).is_some();
+        if configs.is_empty() {
+            st.push_configs.remove(task_id);
+        }
+        Ok(removed)
     }
 }

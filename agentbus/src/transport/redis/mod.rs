@@ -12,6 +12,7 @@
 //! | `bus:{cap:pN}:owner` | string, PX lease | the consumer owning the partition |
 //! | `bus:{cap:<cap>}:consumers` | zset | live consumers by expiry ms |
 //! | `bus:{task:<id>}` | hash `v`, `rec` | task record and version |
+//! | `bus:{task:<id>}:push` | hash | the task's push-notification settings by id |
 //! | `bus:{ctx:<id>}` | hash `v`, `value`, `at` | shared context |
 //! | `bus:{inbox:<id>}` | string | the reply to a request |
 //! | `bus:{corr:<id>}` | list | every event of a correlation chain |
@@ -385,5 +386,24 @@ impl Transport for RedisTransport {
     }
     async fn agents(&self) -> TransportResult<Vec<AgentCard>> {
         self.s_agents().await
+    }
+
+    async fn push_config_put(
+        &self,
+        task_id: &str,
+        config_id: &str,
+        document: &str,
+        max: usize,
+    ) -> TransportResult<bool> {
+        self.s_push_config_put(task_id, config_id, document, max)
+            .await
+    }
+
+    async fn push_configs(&self, task_id: &str) -> TransportResult<Vec<(String, String)>> {
+        self.s_push_configs(task_id).await
+    }
+
+    async fn push_config_delete(&self, task_id: &str, config_id: &str) -> TransportResult<bool> {
+        self.s_push_config_delete(task_id, config_id).await
     }
 }

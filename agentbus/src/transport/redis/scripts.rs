@@ -178,3 +178,19 @@ return v
 "#,
     )
 });
+
+/// KEYS: a task's push-config hash. ARGV: config id, document, max configs, retention ms.
+/// Returns 1 when stored, 0 when the task holds `max` other configs.
+pub static PUSH_CONFIG_PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
+   and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"#,
+    )
+});

@@ -326,6 +326,51 @@ impl RedisTransport {
         cards.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(cards)
     }
+
+    pub(super) async fn s_push_config_put(
+        &self,
+        task_id: &str,
+        config_id: &str,
+        document: &str,
+        max: usize,
+    ) -> TransportResult<bool> {
+        let stored: i64 = scripts::PUSH_CONFIG_PUT
+            .key(push_key(task_id))
+            .arg(config_id)
+            .arg(document)
+            .arg(max)
+            .arg(self.retention_ms())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(map_err)?;
+        Ok(stored == 1)
+    }
+
+    pub(super) async fn s_push_configs(
+        &self,
+        task_id: &str,
+    ) -> TransportResult<Vec<(String, String)>> {
+        let mut all: Vec<(String, String)> = self
+            .conn()
+            .hgetall(push_key(task_id))
+            .await
+            .map_err(map_err)?;
+        all.sort();
+        Ok(all)
+    }
+
+    pub(super) async fn s_push_config_delete(
+        &self,
+        task_id: &str,
+        config_id: &str,
+    ) -> TransportResult<bool> {
+        let n: i64 = self
+            .conn()
+            .hdel(push_key(task_id), config_id)
+            .await
+            .map_err(map_err)?;
+        Ok(n > 0)
+    }
 }
 
 type FeedReply = Option<Vec<(String, Vec<(String, Vec<String>)>)>>;
@@ -398,4 +443,9 @@ async fn backoff(shutdown: &CancellationToken) {
         _ = shutdown.cancelled() => {}
         _ = tokio::time::sleep(Duration::from_millis(200)) => {}
     }
+}
+
+/// A task's push-notification settings: beside its record, in its slot.
+fn push_key(task_id: &str) -> String {
+    format!("bus:{{task:{task_id}}}:push")
 }

@@ -45,7 +45,7 @@ pub async fn agent_card(State(cell): State<BridgeCell>, headers: HeaderMap) -> R
         "supportedInterfaces": [
             {"url": format!("{base}/a2a"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}
         ],
-        "capabilities": {"streaming": true, "pushNotifications": false, "extendedAgentCard": false},
+        "capabilities": {"streaming": true, "pushNotifications": true, "extendedAgentCard": false},
         "defaultInputModes": ["text/plain", "application/json"],
         "defaultOutputModes": ["text/plain", "application/json"],
         "securitySchemes": {

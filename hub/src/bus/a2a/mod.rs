@@ -2,10 +2,14 @@
 //! `/.well-known/agent-card.json`, mapped onto bus tasks, so any A2A client can use the agents
 //! on the bus. A message becomes a task for a capability (`metadata.capability` or
 //! `metadata.skill`, else `[bus] a2a_capability`, else the only capability agents serve).
+//! Task updates reach webhooks as A2A push notifications (`push.rs` for the settings,
+//! `webhook.rs` for delivery).
 
 mod card;
+mod push;
 mod rpc;
 mod stream;
+pub mod webhook;
 
 use axum::Router as HttpRouter;
 use axum::routing::{get, post};
@@ -28,8 +32,6 @@ pub mod codes {
     pub const TASK_NOT_FOUND: i64 = -32001;
     /// The task is terminal.
     pub const TASK_NOT_CANCELABLE: i64 = -32002;
-    /// Push notifications are not offered.
-    pub const PUSH_NOT_SUPPORTED: i64 = -32003;
     /// The operation is not possible (e.g. a message to a finished task).
     pub const UNSUPPORTED_OPERATION: i64 = -32004;
     /// No extended card is configured.

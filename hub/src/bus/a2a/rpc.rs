@@ -1,5 +1,6 @@
 //! The JSON-RPC methods of the gateway: SendMessage, SendStreamingMessage (SSE), GetTask,
-//! ListTasks, CancelTask, SubscribeToTask (SSE) and GetExtendedAgentCard, with the v0.3 method
+//! ListTasks, CancelTask, SubscribeToTask (SSE), the four `*TaskPushNotificationConfig` methods
+//! and GetExtendedAgentCard, with the v0.3 method
 //! names accepted as aliases. Callers authenticate with a bus token; its `bus.*` roles decide
 //! which capabilities they may use, exactly as on `/bus/api`.
 
@@ -22,13 +23,14 @@ const BLOCKING_WAIT: Duration = Duration::from_secs(120);
 const MAX_PAGE: usize = 100;
 
 /// A JSON-RPC error.
-struct RpcError {
-    code: i64,
-    message: String,
+#[derive(Debug)]
+pub(super) struct RpcError {
+    pub(super) code: i64,
+    pub(super) message: String,
 }
 
 impl RpcError {
-    fn new(code: i64, message: impl Into<String>) -> Self {
+    pub(super) fn new(code: i64, message: impl Into<String>) -> Self {
         RpcError {
             code,
             message: message.into(),
@@ -115,6 +117,10 @@ async fn rpc(cell: BridgeCell, headers: HeaderMap, uri: Uri, body: axum::body::B
         "tasks/cancel" => "CancelTask",
         "tasks/resubscribe" => "SubscribeToTask",
         "agent/getAuthenticatedExtendedCard" => "GetExtendedAgentCard",
+        "tasks/pushNotificationConfig/set" => "CreateTaskPushNotificationConfig",
+        "tasks/pushNotificationConfig/get" => "GetTaskPushNotificationConfig",
+        "tasks/pushNotificationConfig/list" => "ListTaskPushNotificationConfigs",
+        "tasks/pushNotificationConfig/delete" => "DeleteTaskPushNotificationConfig",
         m => m,
     };
     tracing::Span::current().record("method", method);
@@ -151,16 +157,17 @@ async fn rpc(cell: BridgeCell, headers: HeaderMap, uri: Uri, body: axum::body::B
                 "no extended agent card is configured",
             )),
         ),
-        m if m.contains("PushNotificationConfig")
-            || m.starts_with("tasks/pushNotificationConfig") =>
-        {
-            reply(
-                &id,
-                Err(RpcError::new(
-                    codes::PUSH_NOT_SUPPORTED,
-                    "push notifications are not supported",
-                )),
-            )
+        "CreateTaskPushNotificationConfig" => {
+            reply(&id, super::push::create(&bridge, &grants, &params).await)
+        }
+        "GetTaskPushNotificationConfig" => {
+            reply(&id, super::push::get(&bridge, &grants, &params).await)
+        }
+        "ListTaskPushNotificationConfigs" => {
+            reply(&id, super::push::list(&bridge, &grants, &params).await)
+        }
+        "DeleteTaskPushNotificationConfig" => {
+            reply(&id, super::push::delete(&bridge, &grants, &params).await)
         }
         m => reply(
             &id,
@@ -278,6 +285,11 @@ async fn send(
                 rec.capability
             )));
         }
+        if let Some(push) = inline_push(params) {
+            let allow_private = bridge.app.config.bus.push_allow_private;
+            let config = super::push::parse(push, &existing, allow_private)?;
+            super::push::store(bridge, &config).await?;
+        }
         before = Some((rec.task.clone(), rec.version));
         bus.reply_input(&existing, msg).await?;
         existing
@@ -291,6 +303,14 @@ async fn send(
                 .insert("userId".into(), Value::from(p.as_str()));
         }
         let mut req = SubmitRequest::new(&cap, msg.clone());
+        if let Some(push) = inline_push(params) {
+            // Stored under the task's id before the task exists, so no early update is missed.
+            let id = nerve_agentbus::Bus::new_id();
+            let allow_private = bridge.app.config.bus.push_allow_private;
+            let config = super::push::parse(push, &id, allow_private)?;
+            super::push::store(bridge, &config).await?;
+            req = req.idempotency_key(id);
+        }
         if let Some(c) = &msg.context_id {
             req = req.context_id(c.clone());
         }
@@ -327,6 +347,15 @@ async fn send(
     };
     let rec = rec.ok_or_else(|| RpcError::new(codes::TASK_NOT_FOUND, "task vanished"))?;
     Ok((json!({"task": trim_history(&rec, params)}), task_id, None))
+}
+
+/// A push setting sent along with a message (`configuration.taskPushNotificationConfig`, or
+/// v0.3's `configuration.pushNotificationConfig`).
+fn inline_push(params: &Value) -> Option<&Value> {
+    let c = params.get("configuration")?;
+    c.get("taskPushNotificationConfig")
+        .or_else(|| c.get("pushNotificationConfig"))
+        .filter(|v| v.is_object())
 }
 
 /// The task as it was when submitted (version 1): a stream starts there, so its client sees
@@ -366,7 +395,7 @@ fn task_id_of(params: &Value) -> Result<&str, RpcError> {
         .ok_or_else(|| RpcError::new(codes::INVALID_PARAMS, "params.id (the task id) is required"))
 }
 
-async fn readable(
+pub(super) async fn readable(
     bridge: &Bridge,
     grants: &Grants,
     params: &Value,
