@@ -126,6 +126,8 @@ pub struct HubSettings {
     /// Group history, when the hub keeps one (`history = { max_messages, max_age_secs }`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<history::HistorySettings>,
+    /// Publish every join and leave of a group `g` to the group `$presence.g` (default false).
+    pub presence_events: bool,
 }
 
 /// Scale-out timing and retention (`[cluster]`), used when Redis is configured.

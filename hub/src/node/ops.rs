@@ -8,14 +8,15 @@
 use std::fmt;
 use std::sync::Arc;
 
-use nerve_protocol::close;
+use nerve_protocol::{Payload, Sender, close};
+use serde_json::json;
 
-use crate::cluster::{Command, Selector};
+use crate::cluster::{Command, Scope, Selector, Target};
 use crate::filter::Filter;
 use crate::limits::LimitKind;
 use crate::livetrace::{Kind, TraceEvent};
 use crate::metrics;
-use crate::registry::{Connection, Hub, Permission};
+use crate::registry::{Connection, Delivery, Hub, Permission};
 use crate::upstream::Notice;
 
 use super::Node;
@@ -48,6 +49,10 @@ pub enum Announce {
     No,
 }
 
+/// Groups named `$presence.<group>` carry the joins and leaves of `<group>` on hubs with
+/// `presence_events`: subscribing is joining them, with the roles any group needs.
+pub const PRESENCE_PREFIX: &str = "$presence.";
+
 impl Node {
     /// Puts `conn` in `group` within the per-connection group limit. Returns whether the
     /// connection was not in the group before.
@@ -79,8 +84,46 @@ impl Node {
                     },
                 );
             }
+            self.presence_event(conn, group, "joined");
         }
         Ok(joined)
+    }
+
+    /// A connection is about to leave the registry: its groups hear it left them.
+    pub fn closing(&self, conn: &Connection) {
+        let groups: Vec<Arc<str>> = conn.groups.lock().iter().cloned().collect();
+        for g in groups {
+            self.presence_event(conn, &g, "left");
+        }
+    }
+
+    /// Publishes a join or leave of `group` to `$presence.<group>`, on every node, when the hub
+    /// asks for presence events (never for the presence groups themselves).
+    fn presence_event(&self, conn: &Connection, group: &str, event: &str) {
+        let wanted = self
+            .config
+            .hubs
+            .get(&*conn.hub)
+            .is_some_and(|h| h.presence_events);
+        if !wanted || group.starts_with(PRESENCE_PREFIX) {
+            return;
+        }
+        let channel = format!("{PRESENCE_PREFIX}{group}");
+        let data = json!({
+            "event": event,
+            "group": group,
+            "connectionId": &*conn.id,
+            "userId": conn.user_id.as_deref(),
+        });
+        let d = Delivery::new(Sender::group(&channel, None), Payload::from_value(&data));
+        let local = self.registry.hub(&conn.hub);
+        self.broker.publish(
+            &conn.hub,
+            local.as_ref(),
+            Target::Group(channel),
+            Scope::default(),
+            d,
+        );
     }
 
     /// Takes `conn` out of `group`. Returns whether it was in the group.
@@ -101,6 +144,7 @@ impl Node {
 
     fn left(&self, conn: &Connection, group: &str) {
         metrics::global().leaves.inc();
+        self.presence_event(conn, group, "left");
         self.trace.emit(|| {
             TraceEvent::new(Kind::Leave, &conn.hub)
                 .of(&conn.id, conn.user_id.as_deref())

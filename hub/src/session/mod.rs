@@ -436,6 +436,7 @@ impl Session {
             // the connection finds its session detached and keeps its messages there.
             self.release().await;
         }
+        self.app.closing(&self.conn);
         self.hub.remove_connection(&self.conn);
         if let Some(store) = store
             && !hand_over
