@@ -47,7 +47,8 @@ const CHAT: &str = include_str!("../../pages/chat.html");
 const DASHBOARD: &str = include_str!("../../pages/dashboard.html");
 const TASKS: &str = include_str!("../../pages/tasks.html");
 const NERVE_JS: &str = include_str!("../../pages/nerve.js");
-const STYLE_CSS: &str = include_str!("../../pages/style.css");
+/// The pages' shared style sheet (the console serves it too).
+pub(crate) const STYLE_CSS: &str = include_str!("../../pages/style.css");
 
 async fn page(html: &'static str) -> Response {
     (
@@ -60,7 +61,8 @@ async fn page(html: &'static str) -> Response {
         .into_response()
 }
 
-async fn asset(body: &'static str, ty: &'static str) -> Response {
+/// A static page asset: revalidated, never stale after an upgrade.
+pub(crate) async fn asset(body: &'static str, ty: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, ty),

@@ -8,7 +8,7 @@
 //! and pages call the same operations over `POST /bus/api/{op}`.
 
 pub mod a2a;
-mod demo;
+pub(crate) mod demo;
 mod grants;
 mod history;
 mod inspect;

@@ -95,17 +95,20 @@ impl RedisBroker {
     }
 }
 
+/// A presence entry (`node\nuser`) as a member.
+fn member(connection_id: String, entry: &str) -> Member {
+    let user = entry.split('\n').nth(1).unwrap_or_default();
+    Member {
+        connection_id,
+        user_id: (!user.is_empty()).then(|| user.to_string()),
+    }
+}
+
 /// Every connection of a hub on live nodes.
 pub(crate) async fn connections(broker: &RedisBroker, hub: &str) -> Vec<Member> {
     live_entries(broker, &keys::connections(hub))
         .await
-        .map(|(id, v)| {
-            let user = v.split('\n').nth(1).unwrap_or_default();
-            Member {
-                connection_id: id,
-                user_id: (!user.is_empty()).then(|| user.to_string()),
-            }
-        })
+        .map(|(id, v)| member(id, &v))
         .collect()
 }
 
@@ -161,13 +164,7 @@ pub(crate) async fn members(broker: &RedisBroker, hub: &str, group: &str) -> Vec
     let key = keys::members(hub, group);
     live_entries(broker, &key)
         .await
-        .map(|(id, v)| {
-            let user = v.split('\n').nth(1).unwrap_or_default();
-            Member {
-                connection_id: id,
-                user_id: (!user.is_empty()).then(|| user.to_string()),
-            }
-        })
+        .map(|(id, v)| member(id, &v))
         .collect()
 }
 

@@ -19,12 +19,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
+use crate::bus::demo::{STYLE_CSS, asset};
 use crate::node::Node;
 pub use samples::Samples;
 
 const PAGE: &str = include_str!("../../../pages/console.html");
 const SCRIPT: &str = include_str!("../../../pages/console.js");
-const STYLE: &str = include_str!("../../../pages/style.css");
 
 /// What the console's handlers share.
 #[derive(Clone)]
@@ -53,7 +53,7 @@ pub fn routes(node: Arc<Node>) -> HttpRouter<Arc<Node>> {
             "/console/console.js",
             get(|| asset(SCRIPT, "text/javascript")),
         )
-        .route("/console/style.css", get(|| asset(STYLE, "text/css")))
+        .route("/console/style.css", get(|| asset(STYLE_CSS, "text/css")))
         .merge(api::routes())
         .with_state(console)
 }
@@ -85,17 +85,6 @@ async fn page(
             (header::CACHE_CONTROL, "no-store"),
         ],
         html,
-    )
-        .into_response()
-}
-
-async fn asset(body: &'static str, ty: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, ty),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
     )
         .into_response()
 }
