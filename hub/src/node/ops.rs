@@ -91,6 +91,9 @@ impl Node {
 
     /// A connection is about to leave the registry: its groups hear it left them.
     pub fn closing(&self, conn: &Connection) {
+        if !self.presence_events(&conn.hub) {
+            return;
+        }
         let groups: Vec<Arc<str>> = conn.groups.lock().iter().cloned().collect();
         for g in groups {
             self.presence_event(conn, &g, "left");
@@ -100,12 +103,7 @@ impl Node {
     /// Publishes a join or leave of `group` to `$presence.<group>`, on every node, when the hub
     /// asks for presence events (never for the presence groups themselves).
     fn presence_event(&self, conn: &Connection, group: &str, event: &str) {
-        let wanted = self
-            .config
-            .hubs
-            .get(&*conn.hub)
-            .is_some_and(|h| h.presence_events);
-        if !wanted || group.starts_with(PRESENCE_PREFIX) {
+        if !self.presence_events(&conn.hub) || group.starts_with(PRESENCE_PREFIX) {
             return;
         }
         let channel = format!("{PRESENCE_PREFIX}{group}");
@@ -124,6 +122,11 @@ impl Node {
             Scope::default(),
             d,
         );
+    }
+
+    /// Whether `hub` publishes presence events.
+    fn presence_events(&self, hub: &str) -> bool {
+        self.config.hubs.get(hub).is_some_and(|h| h.presence_events)
     }
 
     /// Takes `conn` out of `group`. Returns whether it was in the group.
