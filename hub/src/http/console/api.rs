@@ -147,43 +147,85 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+/// A listing's hub (from the path) and its validated `?search=&limit=`; the extractor answers
+/// 400 with a JSON error otherwise.
 struct Listing {
+    hub: String,
     search: String,
     limit: usize,
 }
 
-fn listing(
-    hub: &str,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Listing, ApiError> {
-    if !crate::names::valid_hub_name(hub) {
-        return Err(ApiError::bad_request(format!("invalid hub name '{hub}'")));
+impl FromRequestParts<Console> for Listing {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, Response> {
+        let Path(hub) = Path::<String>::from_request_parts(parts, console)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let q = Query::<ListQuery>::from_request_parts(parts, console).await;
+        Listing::new(hub, q).map_err(IntoResponse::into_response)
     }
-    let Query(q) = q.map_err(|_| ApiError::bad_request("'limit' must be a whole number"))?;
-    let limit = q.limit.unwrap_or(DEFAULT_ROWS);
-    if limit == 0 || limit > MAX_ROWS {
-        return Err(ApiError::bad_request(format!(
-            "'limit' must be 1 to {MAX_ROWS}"
-        )));
-    }
-    let search = q.search.unwrap_or_default();
-    if search.len() > MAX_SEARCH {
-        return Err(ApiError::bad_request(format!(
-            "'search' may be at most {MAX_SEARCH} bytes"
-        )));
-    }
-    Ok(Listing {
-        search: search.to_lowercase(),
-        limit,
-    })
 }
 
 impl Listing {
+    fn new(
+        hub: String,
+        q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    ) -> Result<Listing, ApiError> {
+        if !crate::names::valid_hub_name(&hub) {
+            return Err(ApiError::bad_request(format!("invalid hub name '{hub}'")));
+        }
+        let Query(q) = q.map_err(|_| ApiError::bad_request("'limit' must be a whole number"))?;
+        let limit = q.limit.unwrap_or(DEFAULT_ROWS);
+        if limit == 0 || limit > MAX_ROWS {
+            return Err(ApiError::bad_request(format!(
+                "'limit' must be 1 to {MAX_ROWS}"
+            )));
+        }
+        let search = q.search.unwrap_or_default();
+        if search.len() > MAX_SEARCH {
+            return Err(ApiError::bad_request(format!(
+                "'search' may be at most {MAX_SEARCH} bytes"
+            )));
+        }
+        Ok(Listing {
+            hub,
+            search: search.to_lowercase(),
+            limit,
+        })
+    }
+
     fn matches<'a>(&self, texts: impl IntoIterator<Item = &'a str>) -> bool {
         self.search.is_empty()
             || texts
                 .into_iter()
                 .any(|t| t.to_lowercase().contains(&self.search))
+    }
+
+    /// The rows `row` makes of this node's hub (none when the hub has no one here), sorted by
+    /// `key`, as a page of at most `limit`.
+    fn page<T: Serialize>(
+        &self,
+        c: &Console,
+        row: impl FnOnce(&Hub) -> Vec<T>,
+        key: impl Fn(&T) -> &str,
+    ) -> Response {
+        let mut all = c
+            .node
+            .registry
+            .hub(&self.hub)
+            .map_or_else(Vec::new, |h| row(&h));
+        all.sort_by(|a, b| key(a).cmp(key(b)));
+        let total = all.len();
+        all.truncate(self.limit);
+        Json(Rows {
+            hub: crate::names::normalize_hub(&self.hub).into_owned(),
+            node: c.node.config.node_id.clone(),
+            total,
+            truncated: total > self.limit,
+            rows: all,
+        })
+        .into_response()
     }
 }
 
@@ -195,26 +237,6 @@ struct Rows<T> {
     total: usize,
     truncated: bool,
     rows: Vec<T>,
-}
-
-fn rows<T>(c: &Console, hub: &str, mut all: Vec<T>, limit: usize) -> Response
-where
-    T: Serialize,
-{
-    let total = all.len();
-    all.truncate(limit);
-    Json(Rows {
-        hub: crate::names::normalize_hub(hub).into_owned(),
-        node: c.node.config.node_id.clone(),
-        total,
-        truncated: total > limit,
-        rows: all,
-    })
-    .into_response()
-}
-
-fn local_hub(c: &Console, hub: &str) -> Option<std::sync::Arc<Hub>> {
-    c.node.registry.hub(hub)
 }
 
 #[derive(Serialize)]
@@ -229,18 +251,9 @@ struct ConnectionRow {
 
 /// `GET /console/api/hubs/{hub}/connections?search=&limit=`: this node's connections of the
 /// hub, by id, with their groups and roles; `search` matches an id, user or group.
-async fn connections(
-    _: Operator,
-    State(c): State<Console>,
-    Path(hub): Path<String>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let l = match listing(&hub, q) {
-        Ok(l) => l,
-        Err(e) => return e.into_response(),
-    };
-    let mut all: Vec<ConnectionRow> = Vec::new();
-    if let Some(h) = local_hub(&c, &hub) {
+async fn connections(_: Operator, State(c): State<Console>, l: Listing) -> Response {
+    let row = |h: &Hub| {
+        let mut all = Vec::new();
         for conn in h.all_connections() {
             let mut groups: Vec<String> =
                 conn.groups.lock().iter().map(|g| g.to_string()).collect();
@@ -260,9 +273,9 @@ async fn connections(
                 roles: conn.roles.lock().to_claims(),
             });
         }
-    }
-    all.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
-    rows(&c, &hub, all, l.limit)
+        all
+    };
+    l.page(&c, row, |r| &r.connection_id)
 }
 
 #[derive(Serialize)]
@@ -275,18 +288,9 @@ struct UserRow {
 
 /// `GET /console/api/hubs/{hub}/users?search=&limit=`: users with connections on this node,
 /// with how many and the groups those connections are in (or the user was added to).
-async fn users(
-    _: Operator,
-    State(c): State<Console>,
-    Path(hub): Path<String>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let l = match listing(&hub, q) {
-        Ok(l) => l,
-        Err(e) => return e.into_response(),
-    };
-    let mut all = Vec::new();
-    if let Some(h) = local_hub(&c, &hub) {
+async fn users(_: Operator, State(c): State<Console>, l: Listing) -> Response {
+    let row = |h: &Hub| {
+        let mut all = Vec::new();
         for (user, n) in h.users() {
             let mut groups: BTreeSet<String> =
                 h.user_groups(&user).iter().map(|g| g.to_string()).collect();
@@ -302,9 +306,9 @@ async fn users(
                 groups: groups.into_iter().collect(),
             });
         }
-    }
-    all.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-    rows(&c, &hub, all, l.limit)
+        all
+    };
+    l.page(&c, row, |r| &r.user_id)
 }
 
 #[derive(Serialize)]
@@ -320,18 +324,9 @@ const GROUP_USERS: usize = 20;
 
 /// `GET /console/api/hubs/{hub}/groups?search=&limit=`: groups with members on this node, with
 /// the users among them; `search` matches a group or one of its users.
-async fn groups(
-    _: Operator,
-    State(c): State<Console>,
-    Path(hub): Path<String>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let l = match listing(&hub, q) {
-        Ok(l) => l,
-        Err(e) => return e.into_response(),
-    };
-    let mut all = Vec::new();
-    if let Some(h) = local_hub(&c, &hub) {
+async fn groups(_: Operator, State(c): State<Console>, l: Listing) -> Response {
+    let row = |h: &Hub| {
+        let mut all = Vec::new();
         for (group, n) in h.groups() {
             let mut users: BTreeSet<String> = BTreeSet::new();
             if let Some(g) = h.group(&group) {
@@ -350,7 +345,7 @@ async fn groups(
                 users: users.into_iter().take(GROUP_USERS).collect(),
             });
         }
-    }
-    all.sort_by(|a, b| a.group.cmp(&b.group));
-    rows(&c, &hub, all, l.limit)
+        all
+    };
+    l.page(&c, row, |r| &r.group)
 }
