@@ -5,7 +5,7 @@
 //! back to back, their lengths in the header. Binary payloads travel without base64.
 
 use bytes::Bytes;
-use nerve_protocol::{DataType, Payload};
+use nerve_protocol::{DataType, Metadata, Payload};
 use serde::{Deserialize, Serialize};
 
 use super::{Command, Scope, Target};
@@ -64,6 +64,9 @@ struct Header {
     c: Option<Command>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     q: Option<(u64, u64)>,
+    /// The payload's metadata, when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    m: Option<Vec<(String, String)>>,
 }
 
 /// Why an envelope could not be read.
@@ -90,6 +93,7 @@ impl Envelope {
             jl: 0,
             c: None,
             q: None,
+            m: None,
         };
         let mut tail: Vec<&[u8]> = Vec::new();
         match &self.body {
@@ -100,6 +104,13 @@ impl Envelope {
                 header.fl = m.frame.len();
                 header.jl = m.payload.json.len();
                 header.q = m.published;
+                header.m = (!m.payload.metadata.is_empty()).then(|| {
+                    m.payload
+                        .metadata
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                });
                 tail.extend([m.frame.as_bytes(), &m.payload.json, &m.payload.raw]);
             }
             Body::Command(c) => header.c = Some(c.clone()),
@@ -136,6 +147,8 @@ impl Envelope {
                 let (json, raw) = rest.split_at(header.jl);
                 let frame = String::from_utf8(frame.to_vec())
                     .map_err(|_| EnvelopeError::Header("frame is not UTF-8".into()))?;
+                let metadata = Metadata::new(header.m.unwrap_or_default())
+                    .map_err(|e| EnvelopeError::Header(e.to_string()))?;
                 Body::Message(Message {
                     target,
                     scope: header.s.unwrap_or_default(),
@@ -144,6 +157,7 @@ impl Envelope {
                         data_type,
                         json: Bytes::copy_from_slice(json),
                         raw: Bytes::copy_from_slice(raw),
+                        metadata,
                     },
                     published: header.q,
                 })
@@ -176,7 +190,8 @@ mod tests {
                     filter: Some("userId eq 'a'".into()),
                 },
                 frame: r#"{"type":"message","data":"hi"}"#.into(),
-                payload: Payload::binary(Bytes::from_static(&[0, 10, 255])),
+                payload: Payload::binary(Bytes::from_static(&[0, 10, 255]))
+                    .with_metadata(Metadata::new(vec![("trace".into(), "t-1".into())]).unwrap()),
                 published: Some((1_700_000_000_000, 42)),
             }),
         };

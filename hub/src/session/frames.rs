@@ -318,7 +318,7 @@ impl Session {
         };
         metrics::global().protocol_error("upstream_lane_full");
         let msg = "Too many events are waiting for the event handler on this connection";
-        match job {
+        match *job {
             Job::Event {
                 ack_id: Some(id), ..
             } => {

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use super::Id;
 use super::object::Object;
 use crate::client_frame::{ClientFrame, FrameError, validate_event_name, validate_group_name};
+use crate::metadata::Metadata;
 use crate::payload::{DataType, Payload, PayloadError};
 
 #[derive(Deserialize)]
@@ -29,6 +30,8 @@ struct RawFrame<'a> {
     #[serde(borrow)]
     stream: Option<&'a RawValue>,
     after: Option<String>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +57,13 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     let ack_id = raw.ack_id;
     let fail = |reason: String| FrameError { ack_id, reason };
     let data = || payload(raw.data_type.as_deref(), raw.data).map_err(|e| fail(e.to_string()));
+    let metadata = || {
+        raw.metadata
+            .map(Metadata::from_json)
+            .transpose()
+            .map(Option::unwrap_or_default)
+            .map_err(|e| fail(e.to_string()))
+    };
     let kind = raw
         .kind
         .as_deref()
@@ -94,7 +104,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
                     stream_id,
                 });
             }
-            let payload = data()?;
+            let payload = data()?.with_metadata(metadata()?);
             Ok(ClientFrame::SendToGroup {
                 group,
                 ack_id,
@@ -104,7 +114,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         }
         "event" => {
             let event = valid_event(raw.event).map_err(fail)?;
-            let payload = data()?;
+            let payload = data()?.with_metadata(metadata()?);
             Ok(ClientFrame::Event {
                 event,
                 ack_id,
@@ -252,11 +262,18 @@ impl ClientFrame {
     }
 }
 
-/// Adds `dataType` and `data` (a payload's JSON text, which is valid UTF-8 by construction).
+/// Adds `dataType` and `data` (a payload's JSON text, which is valid UTF-8 by construction),
+/// and `metadata` when the payload has any.
 pub(super) fn with_data(o: Object, payload: &Payload) -> Object {
     let data = std::str::from_utf8(&payload.json).unwrap_or("null");
-    o.str("dataType", payload.data_type.as_str())
-        .raw("data", data)
+    let o = o
+        .str("dataType", payload.data_type.as_str())
+        .raw("data", data);
+    if payload.metadata.is_empty() {
+        o
+    } else {
+        o.raw("metadata", &payload.metadata.to_json())
+    }
 }
 
 #[cfg(test)]
