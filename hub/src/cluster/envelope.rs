@@ -24,6 +24,8 @@ pub struct Message {
     /// For a group message: the publishing node process and the message's number there
     /// (`registry::Published`), so that node knows its own message in the group's history.
     pub published: Option<(u64, u64)>,
+    /// When the message expires (Unix milliseconds), if it was sent with a TTL.
+    pub expires_at: Option<u64>,
 }
 
 /// What travels between nodes.
@@ -67,6 +69,9 @@ struct Header {
     /// The payload's metadata, when it has any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     m: Option<Vec<(String, String)>>,
+    /// The message's expiry (Unix milliseconds), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<u64>,
 }
 
 /// Why an envelope could not be read.
@@ -94,6 +99,7 @@ impl Envelope {
             c: None,
             q: None,
             m: None,
+            x: None,
         };
         let mut tail: Vec<&[u8]> = Vec::new();
         match &self.body {
@@ -104,6 +110,7 @@ impl Envelope {
                 header.fl = m.frame.len();
                 header.jl = m.payload.json.len();
                 header.q = m.published;
+                header.x = m.expires_at;
                 header.m = (!m.payload.metadata.is_empty()).then(|| {
                     m.payload
                         .metadata
@@ -160,6 +167,7 @@ impl Envelope {
                         metadata,
                     },
                     published: header.q,
+                    expires_at: header.x,
                 })
             }
             (None, None) => {
@@ -193,6 +201,7 @@ mod tests {
                 payload: Payload::binary(Bytes::from_static(&[0, 10, 255]))
                     .with_metadata(Metadata::new(vec![("trace".into(), "t-1".into())]).unwrap()),
                 published: Some((1_700_000_000_000, 42)),
+                expires_at: Some(1_700_000_300_000),
             }),
         };
         assert_eq!(Envelope::decode(&m.encode()).unwrap(), m);

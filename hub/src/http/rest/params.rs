@@ -78,8 +78,8 @@ impl Query {
             .transpose()
     }
 
-    /// `messageTtlSeconds` (0–300), validated. Messages are delivered at once, so a TTL only
-    /// bounds how long a message may wait, which it never does here.
+    /// `messageTtlSeconds` (0–300), validated: how long the message may wait for a connection
+    /// (0 or none: for ever).
     pub fn ttl(&self) -> Result<Option<u64>, ApiError> {
         self.number("messageTtlSeconds", 0..=MAX_TTL_SECS)
     }
