@@ -81,6 +81,7 @@ impl Dialect {
                 group: group.to_string(),
                 ack_id: None,
                 no_echo: false,
+                ttl_seconds: 0,
                 payload: Payload::text(payload),
             }
             .to_json(),

@@ -7,6 +7,8 @@ use crate::payload::Payload;
 
 /// Longest group name the service accepts.
 pub const MAX_GROUP_NAME: usize = 1024;
+/// Largest `ttlSeconds` of a `sendToGroup` (and `messageTtlSeconds` of a REST send).
+pub const MAX_TTL_SECONDS: u64 = 300;
 /// Longest event name the service accepts.
 pub const MAX_EVENT_NAME: usize = 128;
 
@@ -38,6 +40,9 @@ pub enum ClientFrame {
         ack_id: Option<u64>,
         /// Do not deliver back to the sender.
         no_echo: bool,
+        /// Seconds the message may wait for a receiver, 0 to [`MAX_TTL_SECONDS`]; 0 (or not
+        /// given) is for ever.
+        ttl_seconds: u64,
         /// The message.
         payload: Payload,
     },

@@ -13,6 +13,8 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::metadata::Metadata;
+
 /// How a payload's `data` is to be interpreted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataType {
@@ -98,6 +100,8 @@ pub struct Payload {
     pub json: Bytes,
     /// What a simple WebSocket client receives: raw text (JSON text for json) or raw bytes.
     pub raw: Bytes,
+    /// The message's metadata (empty for most messages); simple clients do not get it.
+    pub metadata: Metadata,
 }
 
 impl Payload {
@@ -115,6 +119,7 @@ impl Payload {
                     data_type,
                     json: Bytes::copy_from_slice(text.as_bytes()),
                     raw: Bytes::from(s.into_bytes()),
+                    metadata: Metadata::default(),
                 })
             }
             DataType::Binary | DataType::Protobuf => {
@@ -127,6 +132,7 @@ impl Payload {
                     data_type,
                     json: Bytes::copy_from_slice(text.as_bytes()),
                     raw: Bytes::from(bytes),
+                    metadata: Metadata::default(),
                 })
             }
         }
@@ -147,6 +153,7 @@ impl Payload {
             data_type: DataType::Text,
             json: Bytes::from(json),
             raw: Bytes::copy_from_slice(s.as_bytes()),
+            metadata: Metadata::default(),
         }
     }
 
@@ -157,6 +164,7 @@ impl Payload {
             data_type: DataType::Binary,
             json: Bytes::from(json),
             raw: b,
+            metadata: Metadata::default(),
         }
     }
 
@@ -186,7 +194,13 @@ impl Payload {
 
     /// Size used for outbox accounting.
     pub fn size(&self) -> usize {
-        self.json.len().max(self.raw.len())
+        self.json.len().max(self.raw.len()) + self.metadata.size()
+    }
+
+    /// The same payload carrying `metadata`.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
     }
 
     /// A `json` payload holding `value` serialized.
@@ -208,6 +222,7 @@ impl Payload {
             data_type: DataType::Json,
             json: json.clone(),
             raw: json,
+            metadata: Metadata::default(),
         }
     }
 

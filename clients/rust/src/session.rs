@@ -275,6 +275,7 @@ impl Driver {
                     group,
                     ack_id,
                     no_echo,
+                    ttl_seconds: 0,
                     payload: payload.to_payload(),
                 };
                 (f, None)

@@ -5,7 +5,7 @@
 //! back to back, their lengths in the header. Binary payloads travel without base64.
 
 use bytes::Bytes;
-use nerve_protocol::{DataType, Payload};
+use nerve_protocol::{DataType, Metadata, Payload};
 use serde::{Deserialize, Serialize};
 
 use super::{Command, Scope, Target};
@@ -24,6 +24,8 @@ pub struct Message {
     /// For a group message: the publishing node process and the message's number there
     /// (`registry::Published`), so that node knows its own message in the group's history.
     pub published: Option<(u64, u64)>,
+    /// When the message expires (Unix milliseconds), if it was sent with a TTL.
+    pub expires_at: Option<u64>,
 }
 
 /// What travels between nodes.
@@ -64,6 +66,12 @@ struct Header {
     c: Option<Command>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     q: Option<(u64, u64)>,
+    /// The payload's metadata, when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    m: Option<Vec<(String, String)>>,
+    /// The message's expiry (Unix milliseconds), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<u64>,
 }
 
 /// Why an envelope could not be read.
@@ -90,6 +98,8 @@ impl Envelope {
             jl: 0,
             c: None,
             q: None,
+            m: None,
+            x: None,
         };
         let mut tail: Vec<&[u8]> = Vec::new();
         match &self.body {
@@ -100,6 +110,14 @@ impl Envelope {
                 header.fl = m.frame.len();
                 header.jl = m.payload.json.len();
                 header.q = m.published;
+                header.x = m.expires_at;
+                header.m = (!m.payload.metadata.is_empty()).then(|| {
+                    m.payload
+                        .metadata
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                });
                 tail.extend([m.frame.as_bytes(), &m.payload.json, &m.payload.raw]);
             }
             Body::Command(c) => header.c = Some(c.clone()),
@@ -136,6 +154,8 @@ impl Envelope {
                 let (json, raw) = rest.split_at(header.jl);
                 let frame = String::from_utf8(frame.to_vec())
                     .map_err(|_| EnvelopeError::Header("frame is not UTF-8".into()))?;
+                let metadata = Metadata::new(header.m.unwrap_or_default())
+                    .map_err(|e| EnvelopeError::Header(e.to_string()))?;
                 Body::Message(Message {
                     target,
                     scope: header.s.unwrap_or_default(),
@@ -144,8 +164,10 @@ impl Envelope {
                         data_type,
                         json: Bytes::copy_from_slice(json),
                         raw: Bytes::copy_from_slice(raw),
+                        metadata,
                     },
                     published: header.q,
+                    expires_at: header.x,
                 })
             }
             (None, None) => {
@@ -176,8 +198,10 @@ mod tests {
                     filter: Some("userId eq 'a'".into()),
                 },
                 frame: r#"{"type":"message","data":"hi"}"#.into(),
-                payload: Payload::binary(Bytes::from_static(&[0, 10, 255])),
+                payload: Payload::binary(Bytes::from_static(&[0, 10, 255]))
+                    .with_metadata(Metadata::new(vec![("trace".into(), "t-1".into())]).unwrap()),
                 published: Some((1_700_000_000_000, 42)),
+                expires_at: Some(1_700_000_300_000),
             }),
         };
         assert_eq!(Envelope::decode(&m.encode()).unwrap(), m);

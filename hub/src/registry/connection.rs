@@ -39,6 +39,9 @@ pub struct Delivery {
     /// Which node published a group message, and its number there: set by a cluster that
     /// delivers a node's own group messages to its own members before they reach the history.
     pub published: OnceLock<Published>,
+    /// When the message expires (Unix milliseconds), for a message sent with a TTL: after it,
+    /// the message is no longer written to a connection nor resent from a reliable buffer.
+    pub expires_at: Option<u64>,
 }
 
 /// A group message as its publishing node numbered it. Each node process numbers the group
@@ -66,8 +69,20 @@ pub struct Position {
 impl Delivery {
     /// Encodes a message once for every encoding.
     pub fn new(from: Sender<'_>, payload: Payload) -> Arc<Self> {
+        Delivery::with_ttl(from, payload, 0)
+    }
+
+    /// Encodes a message that expires `ttl_secs` from now (0: never), as `messageTtlSeconds`
+    /// and `ttlSeconds` ask.
+    pub fn with_ttl(from: Sender<'_>, payload: Payload, ttl_secs: u64) -> Arc<Self> {
         let json_frame = ServerFrame::message(from, &payload).to_json();
-        Delivery::from_parts(json_frame, payload, None, None)
+        let expires_at = (ttl_secs > 0).then(|| now_ms().saturating_add(ttl_secs * 1000));
+        Delivery::from_parts(json_frame, payload, None, None, expires_at)
+    }
+
+    /// Whether the message's TTL has passed.
+    pub fn expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| now_ms() >= at)
     }
 
     /// Rebuilds a message encoded elsewhere (another node), keeping its frame as it is.
@@ -76,6 +91,7 @@ impl Delivery {
         payload: Payload,
         position: Option<Position>,
         published: Option<Published>,
+        expires_at: Option<u64>,
     ) -> Arc<Self> {
         // The raw frame is the payload alone, whoever sent it.
         let raw = ServerFrame::message(Sender::Server, &payload);
@@ -90,6 +106,7 @@ impl Delivery {
             payload,
             position,
             published: published.map_or_else(OnceLock::new, OnceLock::from),
+            expires_at,
         })
     }
 
@@ -104,6 +121,7 @@ impl Delivery {
                 id: offset.into(),
             }),
             self.published.get().cloned(),
+            self.expires_at,
         )
     }
 
@@ -139,6 +157,13 @@ impl Delivery {
     pub fn size(&self) -> usize {
         self.json_frame.len()
     }
+}
+
+/// The wall clock in Unix milliseconds: expiry times cross nodes, so they are wall-clock times.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What a session is asked to do by others.

@@ -11,7 +11,7 @@ use dashmap::DashMap;
 
 pub use connection::{
     Connection, ConnectionReceivers, ConnectionSpec, Control, Delivery, Position, Published,
-    new_connection_id,
+    new_connection_id, now_ms,
 };
 pub use hub::{FanOut, Hub};
 pub use roles::{Permission, Roles};

@@ -96,9 +96,12 @@ impl Session {
                 group,
                 ack_id,
                 no_echo,
+                ttl_seconds,
                 payload,
             } => {
-                let r = self.dedupe_then(ack_id, |s| s.send_to_group(&group, no_echo, payload));
+                let r = self.dedupe_then(ack_id, |s| {
+                    s.send_to_group(&group, no_echo, ttl_seconds, payload)
+                });
                 self.maybe_ack(socket, ack_id, r).await
             }
             ClientFrame::Event {
@@ -213,7 +216,13 @@ impl Session {
         Ok(())
     }
 
-    fn send_to_group(&mut self, group: &str, no_echo: bool, payload: Payload) -> AckResult {
+    fn send_to_group(
+        &mut self,
+        group: &str,
+        no_echo: bool,
+        ttl_seconds: u64,
+        payload: Payload,
+    ) -> AckResult {
         if !self.conn.roles.lock().can_send(group) {
             return Err(forbidden("send to", group));
         }
@@ -225,7 +234,8 @@ impl Session {
                 .in_group(group)
                 .detail(format!("sendToGroup {group}"))
         });
-        let d = Delivery::new(Sender::group(group, self.conn.user_id.as_deref()), payload);
+        let from = Sender::group(group, self.conn.user_id.as_deref());
+        let d = Delivery::with_ttl(from, payload, ttl_seconds);
         let scope = if no_echo {
             crate::cluster::Scope::without(&self.conn.id)
         } else {
@@ -279,7 +289,7 @@ impl Session {
     /// A frame from a simple WebSocket client.
     async fn on_simple(&mut self, socket: &mut Socket, payload: Payload) -> Option<End> {
         match self.simple_mode.clone() {
-            SimpleMode::SendToGroup(group) => match self.send_to_group(&group, false, payload) {
+            SimpleMode::SendToGroup(group) => match self.send_to_group(&group, false, 0, payload) {
                 Ok(()) => None,
                 Err((_, msg)) => {
                     self.close(socket, &format!("Forbidden: {msg}"), close::NO_RECOVERY)
@@ -318,7 +328,7 @@ impl Session {
         };
         metrics::global().protocol_error("upstream_lane_full");
         let msg = "Too many events are waiting for the event handler on this connection";
-        match job {
+        match *job {
             Job::Event {
                 ack_id: Some(id), ..
             } => {

@@ -276,7 +276,8 @@ impl Session {
             if written < WRITE_BATCH {
                 next = self.rx.outbox.try_recv().ok();
             }
-            if self.already_seen(&d) || self.replayed_already(&d) {
+            // A message whose TTL passed while it waited is not delivered.
+            if d.expired() || self.already_seen(&d) || self.replayed_already(&d) {
                 continue;
             }
             let msg = match self.frame_for(&d) {
@@ -343,7 +344,7 @@ impl Session {
         let Some(r) = &mut self.reliable else {
             return Ok(frame);
         };
-        let numbered = r.stamp(self.conn.protocol.codec(), &frame)?;
+        let numbered = r.stamp(self.conn.protocol.codec(), &frame, d.expires_at)?;
         if let (Some(s), Message::Text(text)) = (&mut self.shared, &numbered) {
             s.stamped(r.last_id(), text.as_str(), d, &self.conn);
         }
@@ -368,7 +369,7 @@ impl Session {
                 d = self.rx.outbox.recv_async() => {
                     let d = d.ok()?;
                     self.conn.dequeued(&d);
-                    if !self.already_seen(&d) && self.frame_for(&d).is_err() {
+                    if !d.expired() && !self.already_seen(&d) && self.frame_for(&d).is_err() {
                         return None;
                     }
                     self.persist().await;

@@ -15,7 +15,8 @@ pub struct BufferFull;
 #[derive(Debug)]
 pub struct ReliableBuffer {
     next_sequence_id: u64,
-    unacked: VecDeque<(u64, Message)>,
+    /// Sequence id, stamped frame, and expiry (Unix ms) of a message sent with a TTL.
+    unacked: VecDeque<(u64, Message, Option<u64>)>,
     unacked_bytes: usize,
     max_messages: usize,
     max_bytes: usize,
@@ -33,9 +34,14 @@ impl ReliableBuffer {
         }
     }
 
-    /// Numbers a message frame with `codec` and keeps it until acknowledged; returns the frame
-    /// to write.
-    pub fn stamp(&mut self, codec: &dyn Codec, frame: &Message) -> Result<Message, BufferFull> {
+    /// Numbers a message frame with `codec` and keeps it until acknowledged (or, with an
+    /// `expires_at`, until then: an expired frame is not resent); returns the frame to write.
+    pub fn stamp(
+        &mut self,
+        codec: &dyn Codec,
+        frame: &Message,
+        expires_at: Option<u64>,
+    ) -> Result<Message, BufferFull> {
         if self.unacked.len() >= self.max_messages
             || self.unacked_bytes + frame.len() > self.max_bytes
         {
@@ -51,7 +57,7 @@ impl ReliableBuffer {
         // A protocol without sequence ids resends the frame as it is.
         let stamped = numbered.map_or_else(|| frame.clone(), crate::socket::message);
         self.unacked_bytes += stamped.len();
-        self.unacked.push_back((id, stamped.clone()));
+        self.unacked.push_back((id, stamped.clone(), expires_at));
         if self.unacked.capacity() > 64 && self.unacked.len() < self.unacked.capacity() / 4 {
             self.unacked.shrink_to(self.unacked.len() * 2);
         }
@@ -61,7 +67,7 @@ impl ReliableBuffer {
     /// Drops everything up to and including `sequence_id`; returns how many were dropped.
     pub fn ack(&mut self, sequence_id: u64) -> usize {
         let mut dropped = 0;
-        while let Some((id, frame)) = self.unacked.front() {
+        while let Some((id, frame, _)) = self.unacked.front() {
             if *id > sequence_id {
                 break;
             }
@@ -91,19 +97,24 @@ impl ReliableBuffer {
             self.next_sequence_id = id + 1;
             self.unacked_bytes += frame.len();
             self.unacked
-                .push_back((id, Message::Text(Utf8Bytes::from(frame))));
+                .push_back((id, Message::Text(Utf8Bytes::from(frame)), None));
         }
         self.next_sequence_id = self.next_sequence_id.max(last_id + 1);
     }
 
-    /// The frames to resend after a reconnection, oldest first.
+    /// The frames to resend after a reconnection, oldest first, without those whose TTL has
+    /// passed (their sequence ids are skipped; the client acknowledges past them).
     pub fn unacked(&self) -> impl Iterator<Item = &Message> {
-        self.unacked.iter().map(|(_, f)| f)
+        self.unacked_with_ids().map(|(_, f)| f)
     }
 
-    /// The unacknowledged frames with their sequence ids, oldest first.
+    /// The unacknowledged frames not yet expired, with their sequence ids, oldest first.
     pub fn unacked_with_ids(&self) -> impl Iterator<Item = (u64, &Message)> {
-        self.unacked.iter().map(|(id, f)| (*id, f))
+        let now = crate::registry::now_ms();
+        self.unacked
+            .iter()
+            .filter(move |(_, _, at)| at.is_none_or(|at| now < at))
+            .map(|(id, f, _)| (*id, f))
     }
 }
 
@@ -128,10 +139,18 @@ mod tests {
         };
         let mut b = ReliableBuffer::new(10, 1 << 20);
         let one = b
-            .stamp(&ReliableProtobufCodec, &Message::Binary(shared.clone()))
+            .stamp(
+                &ReliableProtobufCodec,
+                &Message::Binary(shared.clone()),
+                None,
+            )
             .unwrap();
         let two = b
-            .stamp(&ReliableProtobufCodec, &Message::Binary(shared.clone()))
+            .stamp(
+                &ReliableProtobufCodec,
+                &Message::Binary(shared.clone()),
+                None,
+            )
             .unwrap();
         assert_ne!(one, two, "each copy carries its own sequence id");
         assert!(one.len() > shared.len());
@@ -143,7 +162,7 @@ mod tests {
     fn numbers_from_one_and_trims_on_ack() {
         let mut b = ReliableBuffer::new(10, 1 << 20);
         for _ in 0..5 {
-            b.stamp(&ReliableJsonCodec, &text(r#"{"type":"message"}"#))
+            b.stamp(&ReliableJsonCodec, &text(r#"{"type":"message"}"#), None)
                 .unwrap();
         }
         b.ack(3);
@@ -155,7 +174,7 @@ mod tests {
         assert!(left[0].starts_with(r#"{"sequenceId":4,"#));
         b.ack(99);
         assert!(b.unacked().next().is_none());
-        let next = b.stamp(&ReliableJsonCodec, &text("{}")).unwrap();
+        let next = b.stamp(&ReliableJsonCodec, &text("{}"), None).unwrap();
         assert!(next.to_text().unwrap().starts_with(r#"{"sequenceId":6,"#));
     }
 
@@ -172,7 +191,7 @@ mod tests {
         assert_eq!((b.unacked().count(), b.last_id()), (2, 8));
         assert_eq!(b.ack(7), 1);
         assert!(
-            b.stamp(&ReliableJsonCodec, &text("{}"))
+            b.stamp(&ReliableJsonCodec, &text("{}"), None)
                 .unwrap()
                 .to_text()
                 .unwrap()
@@ -180,21 +199,40 @@ mod tests {
         );
         let mut b = ReliableBuffer::new(10, 1 << 20);
         b.restore(Vec::new(), 41);
-        let next = b.stamp(&ReliableJsonCodec, &text("{}")).unwrap();
+        let next = b.stamp(&ReliableJsonCodec, &text("{}"), None).unwrap();
         assert!(next.to_text().unwrap().starts_with(r#"{"sequenceId":42,"#));
+    }
+
+    #[test]
+    fn expired_frames_are_not_resent() {
+        let mut b = ReliableBuffer::new(10, 1 << 20);
+        let now = crate::registry::now_ms();
+        b.stamp(&ReliableJsonCodec, &text("{}"), Some(now.saturating_sub(1)))
+            .unwrap();
+        b.stamp(&ReliableJsonCodec, &text("{}"), Some(now + 60_000))
+            .unwrap();
+        b.stamp(&ReliableJsonCodec, &text("{}"), None).unwrap();
+        let ids: Vec<u64> = b.unacked_with_ids().map(|(id, _)| id).collect();
+        assert_eq!(ids, vec![2, 3], "the expired message is left out");
+        assert_eq!(b.unacked().count(), 2);
+        // Acknowledging past it still drops it.
+        assert_eq!(b.ack(3), 3);
     }
 
     #[test]
     fn bounded_in_messages_and_bytes() {
         let mut b = ReliableBuffer::new(2, 1 << 20);
-        b.stamp(&ReliableJsonCodec, &text("{}")).unwrap();
-        b.stamp(&ReliableJsonCodec, &text("{}")).unwrap();
-        assert_eq!(b.stamp(&ReliableJsonCodec, &text("{}")), Err(BufferFull));
+        b.stamp(&ReliableJsonCodec, &text("{}"), None).unwrap();
+        b.stamp(&ReliableJsonCodec, &text("{}"), None).unwrap();
+        assert_eq!(
+            b.stamp(&ReliableJsonCodec, &text("{}"), None),
+            Err(BufferFull)
+        );
         let mut b = ReliableBuffer::new(100, 40);
-        b.stamp(&ReliableJsonCodec, &text(r#"{"a":"0123456789"}"#))
+        b.stamp(&ReliableJsonCodec, &text(r#"{"a":"0123456789"}"#), None)
             .unwrap();
         assert_eq!(
-            b.stamp(&ReliableJsonCodec, &text(r#"{"a":"0123456789"}"#)),
+            b.stamp(&ReliableJsonCodec, &text(r#"{"a":"0123456789"}"#), None),
             Err(BufferFull)
         );
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
-use nerve_protocol::{DataType, Payload};
+use nerve_protocol::{DataType, Metadata, Payload};
 use tracing::{Instrument, debug, warn};
 
 use crate::auth::AccessKeys;
@@ -218,6 +218,7 @@ impl Upstream {
                 "application/json",
                 body.into(),
                 None,
+                &Metadata::default(),
             )
             .await
         {
@@ -276,7 +277,14 @@ impl Upstream {
             .get(&ctx.connection_id)
             .and_then(|i| i.state.clone());
         let reply = self
-            .post(ctx, EventKind::User(event), ct, body, state)
+            .post(
+                ctx,
+                EventKind::User(event),
+                ct,
+                body,
+                state,
+                &payload.metadata,
+            )
             .await?;
         if let Some(s) = reply.state
             && let Some(mut i) = self.conns.get_mut(&ctx.connection_id)
@@ -329,6 +337,7 @@ impl Upstream {
         content_type: &str,
         body: Bytes,
         state: Option<String>,
+        metadata: &Metadata,
     ) -> Result<Reply, UpstreamError> {
         let span = crate::request_span!(
             "upstream",
@@ -342,7 +351,7 @@ impl Upstream {
             otel.status_code = tracing::field::Empty,
         );
         let result = self
-            .call(ctx, event, content_type, body, state)
+            .call(ctx, event, content_type, body, state, metadata)
             .instrument(span.clone())
             .await;
         let outcome = match &result {
@@ -369,6 +378,7 @@ impl Upstream {
         content_type: &str,
         body: Bytes,
         state: Option<String>,
+        metadata: &Metadata,
     ) -> Result<Reply, UpstreamError> {
         let handler = self
             .handler(&ctx.hub, event)
@@ -385,6 +395,15 @@ impl Upstream {
             cloudevents::headers(event, ctx, &self.origin, self.keys.all(), state.as_deref())
         {
             req = req.header(k, v);
+        }
+        // The message's metadata, one header per entry, as the service forwards it.
+        for (k, v) in metadata.iter() {
+            let name = format!(
+                "{}{}",
+                nerve_protocol::metadata::HEADER_PREFIX,
+                k.to_ascii_lowercase()
+            );
+            req = req.header(name, v);
         }
         // CloudEvents distributed tracing, binary mode: the W3C headers of the hub's span.
         for (k, v) in crate::telemetry::current_headers() {

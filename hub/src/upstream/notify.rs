@@ -9,6 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use nerve_protocol::Metadata;
 use tracing::warn;
 
 use super::{EventContext, EventKind, Upstream, UpstreamError};
@@ -131,6 +132,7 @@ async fn deliver(up: &Upstream, item: Item) {
                 "application/json",
                 body.clone(),
                 item.state.clone(),
+                &Metadata::default(),
             )
             .await;
         let retry = match &r {

@@ -86,7 +86,12 @@ impl EventPipe {
     }
 
     /// Queues a job without waiting; gives it back when the lane is full (in events or bytes).
-    pub fn submit(&mut self, up: &Arc<Upstream>, ctx: EventContext, job: Job) -> Result<(), Job> {
+    pub fn submit(
+        &mut self,
+        up: &Arc<Upstream>,
+        ctx: EventContext,
+        job: Job,
+    ) -> Result<(), Box<Job>> {
         let lane = self.lane.get_or_insert_with(|| {
             let s = up.settings();
             let (jtx, jrx) = flume::bounded(s.max_pending_per_connection);
@@ -107,11 +112,11 @@ impl EventPipe {
         // One job is always admitted into an empty lane, whatever its size.
         if queued > lane.max_bytes && queued != size {
             lane.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            return Err(job);
+            return Err(Box::new(job));
         }
         lane.jobs.try_send(job).map_err(|e| {
             lane.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            e.into_inner()
+            Box::new(e.into_inner())
         })
     }
 

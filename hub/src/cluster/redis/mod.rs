@@ -373,6 +373,7 @@ impl Broker for RedisBroker {
                 frame: d.json_frame.as_str().to_string(),
                 payload: d.payload.clone(),
                 published,
+                expires_at: d.expires_at,
             })
         };
         let deliver =

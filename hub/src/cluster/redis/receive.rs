@@ -161,7 +161,7 @@ pub(crate) fn delivery_of(
         (Some(p), true) => nerve_protocol::codec::json::with_offset(&m.frame, p.id.into()),
         _ => m.frame,
     };
-    let d = Delivery::from_parts(frame, m.payload, position, published);
+    let d = Delivery::from_parts(frame, m.payload, position, published, m.expires_at);
     (m.target, m.scope, d)
 }
 

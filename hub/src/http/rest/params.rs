@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use nerve_protocol::client_frame::validate_group_name;
-use nerve_protocol::{DataType, Payload};
+use nerve_protocol::{DataType, Metadata, Payload};
 
 use crate::filter::Filter;
 use crate::http::error::ApiError;
@@ -78,8 +78,8 @@ impl Query {
             .transpose()
     }
 
-    /// `messageTtlSeconds` (0–300), validated. Messages are delivered at once, so a TTL only
-    /// bounds how long a message may wait, which it never does here.
+    /// `messageTtlSeconds` (0–300), validated: how long the message may wait for a connection
+    /// (0 or none: for ever).
     pub fn ttl(&self) -> Result<Option<u64>, ApiError> {
         self.number("messageTtlSeconds", 0..=MAX_TTL_SECS)
     }
@@ -138,8 +138,44 @@ pub async fn payload(body: Body, headers: &HeaderMap, limit: usize) -> Result<Pa
             ),
         )
     })?;
+    let metadata = metadata(headers)?;
     let bytes = read_body(body, headers, limit).await?;
-    Payload::from_body(dt, bytes).map_err(|e| ApiError::bad_request(e.to_string()))
+    Payload::from_body(dt, bytes)
+        .map(|p| p.with_metadata(metadata))
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// The message metadata of `X-WebPubSub-Metadata-<key>` request headers: the key is the rest
+/// of the header name (lowercase, as HTTP names compare ignoring case), the value the header's.
+/// A repeated header, a value that is not printable ASCII, or metadata past the bounds is a 400.
+pub fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
+    let prefix = nerve_protocol::metadata::HEADER_PREFIX;
+    let mut pairs = Vec::new();
+    for name in headers.keys() {
+        // Header names arrive lowercase.
+        let Some(key) = name.as_str().strip_prefix(prefix) else {
+            continue;
+        };
+        let mut values = headers.get_all(name).iter();
+        let value = values.next().map(|v| v.as_bytes()).unwrap_or_default();
+        if values.next().is_some() {
+            return Err(ApiError::bad_request(format!(
+                "metadata header '{name}' is given more than once"
+            )));
+        }
+        let value = std::str::from_utf8(value).map_err(|_| {
+            ApiError::bad_request(format!(
+                "metadata value of '{key}' is invalid: use printable ASCII characters"
+            ))
+        })?;
+        pairs.push((key.to_string(), value.to_string()));
+    }
+    if pairs.len() > nerve_protocol::metadata::MAX_ENTRIES {
+        return Err(ApiError::bad_request(
+            nerve_protocol::MetadataError::TooMany.to_string(),
+        ));
+    }
+    Metadata::new(pairs).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// Parses an OData filter; a bad one is a 400 worded as the service words it, with Nerve's
@@ -188,5 +224,22 @@ mod tests {
             "Nerve's explanation stays in details"
         );
         assert_eq!(Query::parse(None).ttl().unwrap(), None);
+    }
+
+    #[test]
+    fn metadata_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-webpubsub-metadata-Trace-Id", "t1".parse().unwrap());
+        h.insert("x-other", "no".parse().unwrap());
+        let m = metadata(&h).unwrap();
+        assert_eq!(m.iter().collect::<Vec<_>>(), vec![("trace-id", "t1")]);
+        h.append("x-webpubsub-metadata-trace-id", "t2".parse().unwrap());
+        assert!(metadata(&h).unwrap_err().message.contains("more than once"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-webpubsub-metadata-k",
+            axum::http::HeaderValue::from_bytes("é".as_bytes()).unwrap(),
+        );
+        assert_eq!(metadata(&h).unwrap_err().status, StatusCode::BAD_REQUEST);
     }
 }

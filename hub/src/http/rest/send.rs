@@ -65,7 +65,8 @@ async fn publish(
         Target::Group(group) => Sender::group(group, None),
         _ => Sender::Server,
     };
-    let d: Arc<Delivery> = Delivery::new(from, payload);
+    let ttl = call.query.ttl()?.unwrap_or(0);
+    let d: Arc<Delivery> = Delivery::with_ttl(from, payload, ttl);
     let local = call.app.registry.hub(&call.hub);
     call.app
         .broker

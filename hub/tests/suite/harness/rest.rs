@@ -70,11 +70,39 @@ impl Rest {
         body: Option<(&str, Vec<u8>)>,
         token: Option<&str>,
     ) -> Answer {
+        self.call_with_headers(method, url, body, token, &[]).await
+    }
+
+    /// POSTs `(content type, body)` to `path` with extra request headers.
+    pub async fn post_with_headers(
+        &self,
+        path: &str,
+        body: (&str, Vec<u8>),
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let url = format!("{}{path}", self.base);
+        let token = self.token(&url);
+        self.call_with_headers(Method::POST, &url, Some(body), Some(&token), headers)
+            .await
+    }
+
+    /// Calls an absolute URL with the given token (or none) and extra request headers.
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<(&str, Vec<u8>)>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let m = reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("method");
         let mut req = self
             .http
             .request(m, url)
             .header("accept", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

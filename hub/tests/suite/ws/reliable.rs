@@ -306,3 +306,101 @@ async fn graceful_shutdown_sends_disconnected_and_close() {
     assert_eq!(closed.code, Some(1001));
     assert_eq!(closed.frames[0]["event"], "disconnected");
 }
+
+/// `ttlSeconds` and `messageTtlSeconds`: a message whose TTL passes while a reliable client is
+/// away is not resent on resume (nor delivered at all); one without a TTL (or 0) still is. Out
+/// of range is refused on the ack and with a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_are_not_resent_on_resume() {
+    let hub = Hub::start();
+    let mut r = hub
+        .connect("chat", Some("r"), ALL_ROLES, Some(RELIABLE))
+        .await;
+    let (id, token) = connected(&mut r).await;
+    r.send(json!({"type":"joinGroup","group":"g","ackId":1}))
+        .await;
+    r.ack(1).await;
+    let mut p = hub.connect("chat", Some("p"), ALL_ROLES, Some(JSON)).await;
+    p.next_json().await;
+    // Delivered in time, a message with a TTL arrives as any other.
+    p.send(json!({"type":"sendToGroup","group":"g","ackId":2,"ttlSeconds":30,"data":"in time"}))
+        .await;
+    assert_eq!(p.ack(2).await["success"], true);
+    let m = r.until(|v| v["type"] == "message").await;
+    assert_eq!(
+        (m["data"].clone(), m["sequenceId"].clone()),
+        (json!("in time"), json!(1))
+    );
+    r.send(json!({"type":"sequenceAck","sequenceId":1})).await;
+    r.send(json!({"type":"ping"})).await;
+    r.until(|v| v["type"] == "pong").await;
+    r.drop_socket();
+
+    p.send(json!({"type":"sendToGroup","group":"g","ackId":3,"ttlSeconds":1,"data":"short"}))
+        .await;
+    assert_eq!(p.ack(3).await["success"], true);
+    p.send(json!({"type":"sendToGroup","group":"g","ackId":4,"ttlSeconds":0,"data":"forever"}))
+        .await;
+    assert_eq!(p.ack(4).await["success"], true);
+    let rest = hub.rest(0);
+    let a = rest
+        .call(
+            axum::http::Method::POST,
+            "/api/hubs/chat/users/r/:send?messageTtlSeconds=1",
+            Some(("text/plain", b"rest short".to_vec())),
+        )
+        .await;
+    assert_eq!(a.status, 202);
+    let a = rest
+        .call(
+            axum::http::Method::POST,
+            "/api/hubs/chat/users/r/:send",
+            Some(("text/plain", b"rest forever".to_vec())),
+        )
+        .await;
+    assert_eq!(a.status, 202);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+
+    let mut r2 = Client::connect(&resume_url(&hub, &id, &token, true), Some(RELIABLE))
+        .await
+        .unwrap();
+    connected(&mut r2).await;
+    let first = r2.until(|v| v["type"] == "message").await;
+    let second = r2.until(|v| v["type"] == "message").await;
+    assert_eq!(
+        (first["data"].clone(), second["data"].clone()),
+        (json!("forever"), json!("rest forever")),
+        "expired messages were resent"
+    );
+    // Their sequence ids are skipped, not reused.
+    assert_eq!(first["sequenceId"], 3);
+    assert_eq!(second["sequenceId"], 5);
+    r2.send(json!({"type":"ping"})).await;
+    assert_eq!(
+        r2.until(|v| v["type"] != "ack").await["type"],
+        "pong",
+        "nothing else came"
+    );
+
+    // Out of range.
+    p.send(json!({"type":"sendToGroup","group":"g","ackId":5,"ttlSeconds":301,"data":"x"}))
+        .await;
+    let ack = p.ack(5).await;
+    assert_eq!(ack["success"], false);
+    assert_eq!(ack["error"]["name"], "BadRequest");
+    assert!(
+        ack["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("'ttlSeconds' must be an integer from 0 to 300"),
+        "{ack}"
+    );
+    let a = rest
+        .call(
+            axum::http::Method::POST,
+            "/api/hubs/chat/users/r/:send?messageTtlSeconds=301",
+            Some(("text/plain", b"x".to_vec())),
+        )
+        .await;
+    assert_eq!(a.status, 400);
+}

@@ -8,7 +8,10 @@ use serde_json::value::RawValue;
 
 use super::Id;
 use super::object::Object;
-use crate::client_frame::{ClientFrame, FrameError, validate_event_name, validate_group_name};
+use crate::client_frame::{
+    ClientFrame, FrameError, MAX_TTL_SECONDS, validate_event_name, validate_group_name,
+};
+use crate::metadata::Metadata;
 use crate::payload::{DataType, Payload, PayloadError};
 
 #[derive(Deserialize)]
@@ -29,6 +32,10 @@ struct RawFrame<'a> {
     #[serde(borrow)]
     stream: Option<&'a RawValue>,
     after: Option<String>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ttl_seconds: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +61,13 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     let ack_id = raw.ack_id;
     let fail = |reason: String| FrameError { ack_id, reason };
     let data = || payload(raw.data_type.as_deref(), raw.data).map_err(|e| fail(e.to_string()));
+    let metadata = || {
+        raw.metadata
+            .map(Metadata::from_json)
+            .transpose()
+            .map(Option::unwrap_or_default)
+            .map_err(|e| fail(e.to_string()))
+    };
     let kind = raw
         .kind
         .as_deref()
@@ -94,17 +108,30 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
                     stream_id,
                 });
             }
-            let payload = data()?;
+            let payload = data()?.with_metadata(metadata()?);
+            let ttl_seconds = match raw.ttl_seconds {
+                None => 0,
+                Some(t) => match t.get().trim().parse::<u64>() {
+                    Ok(n) if n <= MAX_TTL_SECONDS => n,
+                    _ => {
+                        return Err(fail(format!(
+                            "'ttlSeconds' must be an integer from 0 to {MAX_TTL_SECONDS}, got {}",
+                            t.get()
+                        )));
+                    }
+                },
+            };
             Ok(ClientFrame::SendToGroup {
                 group,
                 ack_id,
                 no_echo: raw.no_echo.unwrap_or(false),
+                ttl_seconds,
                 payload,
             })
         }
         "event" => {
             let event = valid_event(raw.event).map_err(fail)?;
-            let payload = data()?;
+            let payload = data()?.with_metadata(metadata()?);
             Ok(ClientFrame::Event {
                 event,
                 ack_id,
@@ -204,12 +231,14 @@ impl ClientFrame {
                 group,
                 ack_id,
                 no_echo,
+                ttl_seconds,
                 payload,
             } => {
                 let o = Object::new(self.kind(), group.len() + payload.json.len() + 64)
                     .str("group", group)
                     .opt_u64("ackId", *ack_id);
                 let o = if *no_echo { o.bool("noEcho", true) } else { o };
+                let o = o.opt_u64("ttlSeconds", Some(*ttl_seconds).filter(|t| *t > 0));
                 with_data(o, payload).finish()
             }
             ClientFrame::Event {
@@ -252,11 +281,18 @@ impl ClientFrame {
     }
 }
 
-/// Adds `dataType` and `data` (a payload's JSON text, which is valid UTF-8 by construction).
+/// Adds `dataType` and `data` (a payload's JSON text, which is valid UTF-8 by construction),
+/// and `metadata` when the payload has any.
 pub(super) fn with_data(o: Object, payload: &Payload) -> Object {
     let data = std::str::from_utf8(&payload.json).unwrap_or("null");
-    o.str("dataType", payload.data_type.as_str())
-        .raw("data", data)
+    let o = o
+        .str("dataType", payload.data_type.as_str())
+        .raw("data", data);
+    if payload.metadata.is_empty() {
+        o
+    } else {
+        o.raw("metadata", &payload.metadata.to_json())
+    }
 }
 
 #[cfg(test)]
@@ -301,6 +337,7 @@ mod tests {
                 ack_id,
                 no_echo,
                 payload,
+                ..
             }) => {
                 assert_eq!((group.as_str(), ack_id, no_echo), ("g", Some(2), true));
                 assert_eq!(&payload.raw[..], b"hi");
@@ -393,10 +430,29 @@ mod tests {
                 group: "g".into(),
                 ack_id: None,
                 no_echo: true,
+                ttl_seconds: 0,
                 payload: Payload::text("hi"),
             }),
             json!({"type": "sendToGroup", "group": "g", "noEcho": true, "dataType": "text", "data": "hi"})
         );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"sendToGroup","group":"g","ttlSeconds":300,"data":1}"#)
+                .map(|f| json_of(&f)["ttlSeconds"].clone()),
+            Ok(json!(300))
+        );
+        for bad in ["301", "-1", "1.5", "\"5\""] {
+            let e = parse_client_frame(&format!(
+                r#"{{"type":"sendToGroup","group":"g","ackId":4,"ttlSeconds":{bad},"data":1}}"#
+            ))
+            .unwrap_err();
+            assert_eq!(e.ack_id, Some(4));
+            assert!(
+                e.reason
+                    .contains("'ttlSeconds' must be an integer from 0 to 300"),
+                "{}",
+                e.reason
+            );
+        }
         assert_eq!(
             json_of(&ClientFrame::Invoke {
                 invocation_id: "4".into(),

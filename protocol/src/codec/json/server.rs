@@ -102,8 +102,15 @@ impl ServerFrame<'_> {
                     },
                     _ => Sender::Server,
                 };
+                let metadata = raw
+                    .metadata
+                    .map(crate::Metadata::from_json)
+                    .transpose()
+                    .map_err(|e| fail(&e.to_string()))?
+                    .unwrap_or_default();
                 let payload = data(raw.data_type.as_deref(), raw.data)?
-                    .ok_or_else(|| fail("message without data"))?;
+                    .ok_or_else(|| fail("message without data"))?
+                    .with_metadata(metadata);
                 ServerFrame::Message(MessageFrame {
                     from,
                     payload: Cow::Owned(payload),
@@ -219,6 +226,8 @@ struct RawFrame<'a> {
     error: Option<RawError>,
     invocation_id: Option<Id>,
     stream_id: Option<String>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]

@@ -154,11 +154,27 @@ pub fn parse_upstream(bytes: &Bytes) -> Result<ClientFrame, FrameError> {
                     Some(stream.stream_id),
                 ));
             }
+            let ttl_seconds = u64::from(m.ttl_seconds.unwrap_or(0));
+            if ttl_seconds > crate::client_frame::MAX_TTL_SECONDS {
+                return Err(invalid(
+                    m.ack_id,
+                    format!(
+                        "'ttl_seconds' must be from 0 to {}, got {ttl_seconds}",
+                        crate::client_frame::MAX_TTL_SECONDS
+                    ),
+                ));
+            }
+            // A map arrives in no order: sorted, the message reads the same wherever it goes.
+            let mut pairs: Vec<(String, String)> = m.metadata.into_iter().collect();
+            pairs.sort();
+            let metadata =
+                crate::Metadata::new(pairs).map_err(|e| invalid(m.ack_id, e.to_string()))?;
             ClientFrame::SendToGroup {
                 group,
                 ack_id: m.ack_id,
                 no_echo: m.no_echo.unwrap_or(false),
-                payload: data(m.data, m.ack_id)?,
+                ttl_seconds,
+                payload: data(m.data, m.ack_id)?.with_metadata(metadata),
             }
         }
         Upstream::Event(m) => ClientFrame::Event {
@@ -340,6 +356,7 @@ mod tests {
                 group: "g".into(),
                 ack_id: Some(3),
                 no_echo: true,
+                ttl_seconds: 0,
                 payload: Payload::from_body(DataType::Json, Bytes::from_static(b"{\"a\":1}"))
                     .unwrap(),
             }
