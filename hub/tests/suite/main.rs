@@ -13,6 +13,7 @@ mod first_steps;
 mod history;
 mod layers;
 mod limits;
+mod mqtt;
 mod otel;
 mod presence_events;
 mod rest;
