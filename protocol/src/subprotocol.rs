@@ -3,6 +3,7 @@
 
 use crate::codec::Codec;
 use crate::codec::json::{JsonCodec, ReliableJsonCodec};
+use crate::codec::mqtt;
 use crate::codec::protobuf::{ProtobufCodec, ReliableProtobufCodec};
 use crate::codec::raw::RawCodec;
 
@@ -28,10 +29,15 @@ pub enum Subprotocol {
     ProtobufReliable,
     /// No (or an unknown) subprotocol: raw frames.
     Simple,
+    /// `mqtt` at protocol level 4, on the MQTT endpoint only.
+    Mqtt311,
+    /// `mqtt` at protocol level 5, on the MQTT endpoint only.
+    Mqtt5,
 }
 
 impl Subprotocol {
-    /// Every subprotocol, in the order an offer is matched against.
+    /// Every Web PubSub subprotocol, in the order an offer is matched against (MQTT is served
+    /// on its own endpoint, so an offer of `mqtt` on the Web PubSub one is no match).
     pub const ALL: [Subprotocol; 5] = [
         Subprotocol::Json,
         Subprotocol::JsonReliable,
@@ -60,12 +66,31 @@ impl Subprotocol {
             Subprotocol::Protobuf => &ProtobufCodec,
             Subprotocol::ProtobufReliable => &ReliableProtobufCodec,
             Subprotocol::Simple => &RawCodec,
+            Subprotocol::Mqtt311 => &mqtt::MQTT311,
+            Subprotocol::Mqtt5 => &mqtt::MQTT5,
         }
     }
 
     /// The name echoed in the handshake, if any.
     pub fn name(self) -> Option<&'static str> {
         self.codec().subprotocol()
+    }
+
+    /// The MQTT version, for MQTT connections.
+    pub fn mqtt_version(self) -> Option<mqtt::Version> {
+        match self {
+            Subprotocol::Mqtt311 => Some(mqtt::Version::V311),
+            Subprotocol::Mqtt5 => Some(mqtt::Version::V5),
+            _ => None,
+        }
+    }
+
+    /// The subprotocol of an MQTT connection of `version`.
+    pub fn mqtt(version: mqtt::Version) -> Self {
+        match version {
+            mqtt::Version::V311 => Subprotocol::Mqtt311,
+            mqtt::Version::V5 => Subprotocol::Mqtt5,
+        }
     }
 
     /// Whether messages carry sequence ids and the session survives a dropped socket.

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use nerve_protocol::Subprotocol;
 use nerve_protocol::client_frame::validate_group_name;
+use nerve_protocol::codec::mqtt::SUBPROTOCOL as MQTT_SUBPROTOCOL;
 use nerve_protocol::subprotocol::{JSON, JSON_RELIABLE, PROTOBUF, PROTOBUF_RELIABLE};
 
 use crate::auth::{AuthError, normalize_audience};
@@ -43,6 +44,88 @@ pub async fn client_hub_query(
 ) -> Response {
     let hub = query_value(&uri, "hub").unwrap_or_default();
     connect(app, hub, headers, uri, ws).await
+}
+
+/// `GET /clients/mqtt/hubs/{hub}`: MQTT 3.1.1 and 5.0 over WebSocket (subprotocol `mqtt`).
+/// The token is checked here, as for the Web PubSub endpoint (401 on the upgrade); the MQTT
+/// CONNECT and everything after it is the MQTT session's (`session::mqtt`).
+pub async fn client_mqtt(
+    State(app): State<Arc<Node>>,
+    Path(hub_name): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    ws: WsUpgrade,
+) -> Response {
+    if !valid_hub_name(&hub_name) {
+        return ApiError::bad_request(format!(
+            "invalid hub name '{hub_name}': a letter, then up to 127 letters, digits or _`,.[]"
+        ))
+        .into_response();
+    }
+    if !crate::tls::origin_allowed(&app.config.security.allowed_origins, &headers) {
+        metrics::global().auth_failure("origin");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "OriginNotAllowed",
+            "this page's origin may not connect; add it to security.allowed_origins",
+        )
+        .into_response();
+    }
+    if !ws.offered().iter().any(|p| p == MQTT_SUBPROTOCOL) {
+        metrics::global().protocol_error("unknown_subprotocol");
+        return ApiError::bad_request(format!(
+            "this endpoint speaks MQTT over WebSocket: offer the '{MQTT_SUBPROTOCOL}' subprotocol"
+        ))
+        .into_response();
+    }
+    let hub_key = crate::names::normalize_hub(&hub_name).into_owned();
+    let settings = app.config.hub_settings(&hub_key);
+    let path = format!("/{MQTT_PATH}/{hub_name}");
+    let token = query_value(&uri, "access_token").or_else(|| crate::auth::bearer_token(&headers));
+    let claims = match token {
+        Some(t) => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            match app.keys.verify(&t, |aud| {
+                client_audience_ok(aud, &host, &hub_name, app.public_host(), MQTT_PATH)
+            }) {
+                Ok(c) => Some(c),
+                Err(e) => return unauthorized_at(&path, e),
+            }
+        }
+        None if settings.anonymous_connect => None,
+        None => return unauthorized_at(&path, AuthError::Missing),
+    };
+    if let Some(c) = &claims {
+        for g in &c.groups {
+            if let Err(msg) = validate_group_name(g) {
+                return ApiError::bad_request(format!("invalid group in token: {msg}"))
+                    .into_response();
+            }
+        }
+    }
+    let connect_request = app
+        .upstream
+        .handles(&hub_key, EventKind::Connect)
+        .then(|| ConnectRequest::new(claims.as_ref(), &uri, &headers, ws.offered().to_vec()));
+    let mut ws = configure(&app, ws, Subprotocol::Simple);
+    ws.select_protocol(HeaderValue::from_static(MQTT_SUBPROTOCOL));
+    let (user_id, roles, groups) = match claims {
+        Some(c) => (c.sub.filter(|u| !u.is_empty()), c.role, c.groups),
+        None => (None, Vec::new(), Vec::new()),
+    };
+    let opening = crate::session::mqtt::MqttOpening {
+        hub: Arc::from(hub_key.as_str()),
+        user_id,
+        roles,
+        groups,
+        connect_request,
+        trace_headers: headers,
+    };
+    ws.on_upgrade(move |socket| crate::session::mqtt::serve(app, opening, socket))
 }
 
 fn query_value(uri: &Uri, key: &str) -> Option<String> {
@@ -105,7 +188,7 @@ async fn connect(
                 .unwrap_or_default()
                 .to_ascii_lowercase();
             match app.keys.verify(&t, |aud| {
-                client_audience_ok(aud, &host, &hub_name, app.public_host())
+                client_audience_ok(aud, &host, &hub_name, app.public_host(), CLIENT_PATH)
             }) {
                 Ok(c) => Some(c),
                 Err(e) => return unauthorized(&hub_name, e),
@@ -264,8 +347,21 @@ fn reconnect(
     })
 }
 
-/// A client token's audience must name this hub on this host (http≈ws, any case).
-fn client_audience_ok(aud: &str, host: &str, hub: &str, public_host: Option<&str>) -> bool {
+/// Where Web PubSub protocol clients connect (`{base}/{hub}`; `/client?hub=` too).
+const CLIENT_PATH: &str = "client/hubs";
+
+/// Where MQTT clients connect: `{base}/{hub}`.
+const MQTT_PATH: &str = "clients/mqtt/hubs";
+
+/// A client token's audience must name this hub on this host (http≈ws, any case), under the
+/// endpoint `base` it is for.
+fn client_audience_ok(
+    aud: &str,
+    host: &str,
+    hub: &str,
+    public_host: Option<&str>,
+    base: &str,
+) -> bool {
     let n = normalize_audience(aud);
     let Some(rest) = n
         .strip_prefix("http://")
@@ -277,7 +373,7 @@ fn client_audience_ok(aud: &str, host: &str, hub: &str, public_host: Option<&str
     let host_ok = strip_default_port(aud_host) == strip_default_port(host)
         || public_host.is_some_and(|p| strip_default_port(aud_host) == strip_default_port(p));
     let hub = hub.to_ascii_lowercase();
-    host_ok && (path == format!("client/hubs/{hub}") || path == "client")
+    host_ok && (path == format!("{base}/{hub}") || (base == CLIENT_PATH && path == "client"))
 }
 
 fn strip_default_port(h: &str) -> &str {
@@ -287,6 +383,10 @@ fn strip_default_port(h: &str) -> &str {
 }
 
 fn unauthorized(hub: &str, e: AuthError) -> Response {
+    unauthorized_at(&format!("/client/hubs/{hub}"), e)
+}
+
+fn unauthorized_at(path: &str, e: AuthError) -> Response {
     let label = match e {
         AuthError::Missing => "missing",
         AuthError::Expired => "expired",
@@ -297,7 +397,7 @@ fn unauthorized(hub: &str, e: AuthError) -> Response {
         AuthError::Malformed(_) => "malformed",
     };
     metrics::global().auth_failure(label);
-    crate::auth::log_refusal(&format!("/client/hubs/{hub}"), &e);
+    crate::auth::log_refusal(path, &e);
     ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", e.to_string()).into_response()
 }
 
@@ -317,43 +417,71 @@ mod tests {
             "http://h:1/client/hubs/Chat",
             "h:1",
             "chat",
-            None
+            None,
+            CLIENT_PATH
         ));
         assert!(client_audience_ok(
             "wss://h/client/hubs/chat/",
             "h:443",
             "chat",
-            None
+            None,
+            CLIENT_PATH
         ));
         assert!(client_audience_ok(
             "http://h:1/client/?hub=chat",
             "h:1",
             "chat",
-            None
+            None,
+            CLIENT_PATH
         ));
         assert!(!client_audience_ok(
             "http://h:1/client/hubs/other",
             "h:1",
             "chat",
-            None
+            None,
+            CLIENT_PATH
         ));
         assert!(!client_audience_ok(
             "http://x:1/client/hubs/chat",
             "h:1",
             "chat",
-            None
+            None,
+            CLIENT_PATH
         ));
         assert!(client_audience_ok(
             "https://pub.example/client/hubs/chat",
             "h:1",
             "chat",
-            Some("pub.example")
+            Some("pub.example"),
+            CLIENT_PATH
+        ));
+        assert!(client_audience_ok(
+            "http://h:1/clients/mqtt/hubs/chat",
+            "h:1",
+            "chat",
+            None,
+            MQTT_PATH
+        ));
+        assert!(!client_audience_ok(
+            "http://h:1/client/hubs/chat",
+            "h:1",
+            "chat",
+            None,
+            MQTT_PATH
+        ));
+        assert!(!client_audience_ok(
+            "http://h:1/client",
+            "h:1",
+            "chat",
+            None,
+            MQTT_PATH
         ));
         assert!(!client_audience_ok(
             "ftp://h:1/client/hubs/chat",
             "h:1",
             "chat",
-            None
+            None,
+            CLIENT_PATH
         ));
     }
 }

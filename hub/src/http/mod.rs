@@ -36,6 +36,7 @@ pub fn routes(node: Arc<Node>) -> HttpRouter {
         .route("/client/hubs/{hub}", any(client::client_hub_path))
         .route("/client", any(client::client_hub_query))
         .route("/client/", any(client::client_hub_query))
+        .route("/clients/mqtt/hubs/{hub}", any(client::client_mqtt))
         .route("/api/health", get(health).head(health))
         .merge(rest_routes(&node.config))
         .merge(crate::bus::routes(node.clone()))

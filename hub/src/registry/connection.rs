@@ -32,6 +32,9 @@ pub struct Delivery {
     pub raw_frame: Message,
     /// The frame protobuf clients get, encoded when the first of them takes it.
     protobuf_frame: OnceLock<Message>,
+    /// The PUBLISH MQTT 3.1.1 and 5.0 clients get (at QoS 1, before each connection's packet
+    /// id and QoS), encoded when the first of them takes it.
+    mqtt_frames: [OnceLock<Message>; 2],
     /// The payload.
     pub payload: Payload,
     /// Where the message sits in its group's history, when the cluster keeps one.
@@ -103,6 +106,7 @@ impl Delivery {
             json_frame: Utf8Bytes::from(json_frame),
             raw_frame,
             protobuf_frame: OnceLock::new(),
+            mqtt_frames: [OnceLock::new(), OnceLock::new()],
             payload,
             position,
             published: published.map_or_else(OnceLock::new, OnceLock::from),
@@ -132,6 +136,12 @@ impl Delivery {
             Encoding::Raw => self.raw_frame.clone(),
             Encoding::Protobuf => self
                 .protobuf_frame
+                .get_or_init(|| self.transcode(codec))
+                .clone(),
+            Encoding::Mqtt311 => self.mqtt_frames[0]
+                .get_or_init(|| self.transcode(codec))
+                .clone(),
+            Encoding::Mqtt5 => self.mqtt_frames[1]
                 .get_or_init(|| self.transcode(codec))
                 .clone(),
         }

@@ -47,9 +47,14 @@ impl Session {
                     }
                 }
             }
-            Err(e @ (DecodeError::UnsupportedData | DecodeError::TextOnBinaryProtocol)) => {
+            Err(
+                e @ (DecodeError::UnsupportedData
+                | DecodeError::TextOnBinaryProtocol
+                | DecodeError::PacketStream),
+            ) => {
                 let kind = match e {
                     DecodeError::TextOnBinaryProtocol => "text_on_protobuf",
+                    DecodeError::PacketStream => "mqtt_frame",
                     _ => "binary_on_json",
                 };
                 metrics::global().protocol_error(kind);

@@ -3,6 +3,7 @@
 
 mod dedupe;
 mod frames;
+pub mod mqtt;
 pub mod open;
 mod rate;
 mod reliable;

@@ -182,7 +182,7 @@ async fn resume(
 
 /// Puts a connection in the registry with its groups (and its user's), subscribed across the
 /// cluster before it returns, and registers it with the upstream handlers.
-async fn register(
+pub(super) async fn register(
     node: &Node,
     hub: &Arc<Hub>,
     spec: ConnectionSpec,

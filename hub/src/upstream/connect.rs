@@ -24,6 +24,35 @@ pub struct ConnectRequest {
     pub subprotocols: Vec<String>,
     /// Client certificates (never any: the hub does not terminate mutual TLS).
     pub client_certificates: Vec<Value>,
+    /// What an MQTT client's CONNECT said (MQTT connections only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttConnectProperties>,
+}
+
+/// The `mqtt` object of an MQTT connection's `connect` event, as Azure sends it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MqttConnectProperties {
+    /// The CONNECT's protocol level: 4 (3.1.1) or 5 (5.0).
+    pub protocol_version: u8,
+    /// The user name, if the client sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The password, if the client sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// MQTT 5 user properties of the CONNECT.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub user_properties: Vec<MqttUserProperty>,
+}
+
+/// One MQTT 5 user property.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MqttUserProperty {
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
 }
 
 impl ConnectRequest {

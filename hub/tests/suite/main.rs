@@ -14,6 +14,7 @@ mod history;
 mod layers;
 mod limits;
 mod metadata;
+mod mqtt;
 mod otel;
 mod presence_events;
 mod rest;

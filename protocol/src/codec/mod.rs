@@ -3,13 +3,15 @@
 //! frames, never in JSON. Each subprotocol is one module implementing the trait: [`json`] for
 //! `json.webpubsub.azure.v1` and `json.reliable.webpubsub.azure.v1`, [`protobuf`] for
 //! `protobuf.webpubsub.azure.v1` and `protobuf.reliable.webpubsub.azure.v1`, [`raw`] for simple
-//! WebSocket clients.
+//! WebSocket clients, and [`mqtt`] for MQTT 3.1.1 and 5.0 (whose packets a session reads through
+//! its own packet reader, since MQTT is a byte stream, not one packet per frame).
 //!
 //! Fan-out encodes a message once per [`Encoding`], not once per recipient: codecs that lay a
 //! message out alike (the two JSON protocols) report the same encoding and share its bytes, and
 //! a reliable codec numbers the shared frame per connection with [`Codec::sequence`].
 
 pub mod json;
+pub mod mqtt;
 pub mod protobuf;
 pub mod raw;
 
@@ -60,6 +62,9 @@ pub enum DecodeError {
     /// A text frame on a binary protocol.
     #[error("Text frames are not part of the protobuf protocol; send binary protobuf frames")]
     TextOnBinaryProtocol,
+    /// MQTT packets are a byte stream, read with [`mqtt::PacketReader`], not frame by frame.
+    #[error("MQTT packets are read as a stream, not one per frame")]
+    PacketStream,
 }
 
 impl DecodeError {
@@ -67,9 +72,9 @@ impl DecodeError {
     pub fn close_code(&self) -> u16 {
         match self {
             DecodeError::Invalid(_) => close::INVALID_PAYLOAD,
-            DecodeError::UnsupportedData | DecodeError::TextOnBinaryProtocol => {
-                close::UNSUPPORTED_DATA
-            }
+            DecodeError::UnsupportedData
+            | DecodeError::TextOnBinaryProtocol
+            | DecodeError::PacketStream => close::UNSUPPORTED_DATA,
         }
     }
 }
@@ -83,6 +88,11 @@ pub enum Encoding {
     Raw,
     /// A `DownstreamMessage` carrying a `DataMessage`, without `sequence_id`.
     Protobuf,
+    /// An MQTT 3.1.1 PUBLISH at QoS 1, before a connection's packet id and QoS.
+    Mqtt311,
+    /// An MQTT 5.0 PUBLISH at QoS 1 with its content type, before a connection's packet id and
+    /// QoS.
+    Mqtt5,
 }
 
 /// A wire encoding of the Web PubSub client protocol, as a session uses it.

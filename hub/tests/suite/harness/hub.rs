@@ -180,6 +180,20 @@ impl Hub {
         keys.client_token(&self.client_audience(hub), user, &roles, &groups, 600)
     }
 
+    /// An MQTT client token for `hub` (audience `…/clients/mqtt/hubs/{hub}`).
+    pub fn mqtt_token(&self, hub: &str, user: Option<&str>, roles: &[&str]) -> String {
+        let keys = AccessKeys::new(vec![self.key().to_string()]);
+        let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
+        let aud = format!("{}/clients/mqtt/hubs/{hub}", self.endpoint());
+        keys.client_token(&aud, user, &roles, &[], 600)
+    }
+
+    /// `ws://127.0.0.1:PORT/clients/mqtt/hubs/{hub}?access_token={token}`.
+    pub fn mqtt_url(&self, hub: &str, token: &str) -> String {
+        let ws = self.endpoint().replacen("http", "ws", 1);
+        format!("{ws}/clients/mqtt/hubs/{hub}?access_token={token}")
+    }
+
     /// `ws://127.0.0.1:PORT/client/hubs/{hub}?access_token={token}` (`wss` over TLS).
     pub fn url(&self, hub: &str, token: &str) -> String {
         let ws = self.client_audience(hub).replacen("http", "ws", 1);
