@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
-use crate::dialect::{Dialect, Incoming};
+use crate::dialect::{Decoder, Dialect, Incoming};
 use crate::payload::{self, now_nanos};
 use crate::stats;
 use crate::token;
@@ -120,21 +120,29 @@ async fn connect_inner(spec: &ConnectSpec) -> Result<Ws, ClientError> {
     Ok(ws)
 }
 
-/// The dialect's steps after the upgrade: Socket.IO's namespace connect, then the join.
+/// The dialect's steps after the upgrade: Socket.IO's namespace connect or MQTT's CONNECT,
+/// then the join.
 async fn handshake(ws: &mut Ws, spec: &ConnectSpec) -> Result<(), ClientError> {
     let d = spec.dialect;
+    let mut decoder = Decoder::default();
     if d == Dialect::SocketIo {
-        wait_for(ws, d, |i| matches!(i, Incoming::Open)).await?;
+        wait_for(ws, d, &mut decoder, |i| matches!(i, Incoming::Open)).await?;
         ws.send(Message::text("40")).await?;
-        wait_for(ws, d, |i| matches!(i, Incoming::Joined)).await?;
+        wait_for(ws, d, &mut decoder, |i| matches!(i, Incoming::Joined)).await?;
+    }
+    if let Some(hello) = d.hello_frame(&format!("b{}", spec.id)) {
+        ws.send(hello).await?;
+        wait_for(ws, d, &mut decoder, |i| matches!(i, Incoming::Accepted)).await?;
     }
     match (&spec.group, d) {
-        (Some(_), Dialect::Raw) => wait_for(ws, d, |i| matches!(i, Incoming::Joined)).await,
+        (Some(_), Dialect::Raw) => {
+            wait_for(ws, d, &mut decoder, |i| matches!(i, Incoming::Joined)).await
+        }
         (Some(group), _) => {
             if let Some(frame) = d.join_frame(group) {
-                ws.send(Message::text(frame)).await?;
+                ws.send(frame).await?;
             }
-            wait_for(ws, d, |i| matches!(i, Incoming::Joined)).await
+            wait_for(ws, d, &mut decoder, |i| matches!(i, Incoming::Joined)).await
         }
         (None, _) => Ok(()),
     }
@@ -143,11 +151,12 @@ async fn handshake(ws: &mut Ws, spec: &ConnectSpec) -> Result<(), ClientError> {
 async fn wait_for(
     ws: &mut Ws,
     d: Dialect,
+    decoder: &mut Decoder,
     done: impl Fn(&Incoming) -> bool,
 ) -> Result<(), ClientError> {
     while let Some(msg) = ws.next().await {
-        if let Message::Text(t) = msg? {
-            let incoming = d.classify(t.as_str());
+        decoder.push(d, &msg?);
+        while let Some(incoming) = decoder.take() {
             match incoming {
                 Incoming::Refused(why) => return Err(ClientError::Refused(why)),
                 Incoming::Ping(reply) => ws.send(Message::text(reply)).await?,
@@ -260,6 +269,11 @@ pub async fn run(
     let mut in_flight: u32 = 0;
     let mut last_echo = Instant::now();
     let mut next_due = Instant::now();
+    let mut decoder = Decoder::default();
+    let keep_alive = dialect.keep_alive();
+    let mut next_ping = keep_alive
+        .as_ref()
+        .map(|(every, _)| Instant::now() + *every);
     loop {
         let sending = group.is_some() && current.senders.get(index).copied().unwrap_or(false);
         let mode = if sending {
@@ -296,20 +310,30 @@ pub async fn run(
             }
             msg = ws.next() => {
                 let Some(Ok(msg)) = msg else { return tally_closed(&tally) };
-                let Message::Text(text) = msg else { continue };
-                match dialect.classify(text.as_str()) {
-                    Incoming::Payload(stamp) => {
-                        let micros = now_nanos().saturating_sub(stamp.ts_nanos) / 1000;
-                        tally.record(index, micros);
-                        if stamp.src == id {
-                            in_flight = in_flight.saturating_sub(1);
-                            last_echo = Instant::now();
+                decoder.push(dialect, &msg);
+                while let Some(incoming) = decoder.take() {
+                    match incoming {
+                        Incoming::Payload(stamp) => {
+                            let micros = now_nanos().saturating_sub(stamp.ts_nanos) / 1000;
+                            tally.record(index, micros);
+                            if stamp.src == id {
+                                in_flight = in_flight.saturating_sub(1);
+                                last_echo = Instant::now();
+                            }
                         }
+                        Incoming::Ping(reply) if ws.send(Message::text(reply)).await.is_err() => {
+                            return tally_closed(&tally);
+                        }
+                        _ => {}
                     }
-                    Incoming::Ping(reply) if ws.send(Message::text(reply)).await.is_err() => {
+                }
+            }
+            _ = sleep_until(next_ping.unwrap_or_else(Instant::now)), if next_ping.is_some() => {
+                if let Some((every, ping)) = &keep_alive {
+                    if ws.send(ping.clone()).await.is_err() {
                         return tally_closed(&tally);
                     }
-                    _ => {}
+                    next_ping = Some(Instant::now() + *every);
                 }
             }
             _ = sleep_until(rate_due.unwrap_or_else(Instant::now)), if rate_due.is_some() => {
@@ -348,8 +372,7 @@ async fn send_one(
 ) -> Result<(), tungstenite::Error> {
     let group = group.as_deref().unwrap_or("_");
     let body = payload::build(now_nanos(), id, plan.payload_bytes);
-    ws.send(Message::text(dialect.publish_frame(group, &body)))
-        .await?;
+    ws.send(dialect.publish_frame(group, &body)).await?;
     tally.sent.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }

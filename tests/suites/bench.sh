@@ -50,6 +50,12 @@ for (const t of targets) {
     sane(rest.deliveries, `rest ${t} deliveries`);
   }
 }
+// The fan-out table measures the same hub with MQTT clients beside the JSON ones.
+for (const n of r.settings.fanout_sizes) {
+  const row = r.fanout.find((x) => x.target === "nerve-mqtt" && x.size === n);
+  check(row, `fanout nerve-mqtt N=${n}: missing`);
+  if (row) { sane(row.saturation, `fanout nerve-mqtt N=${n} saturation`); sane(row.half, `fanout nerve-mqtt N=${n} half`); }
+}
 for (const t of targets) {
   const row = r.cluster.find((x) => x.target === t);
   check(row, `cluster ${t}: missing`);

@@ -265,6 +265,17 @@ fn servers(args: &RunArgs, exe: &Path) -> Vec<Server> {
         .collect()
 }
 
+/// The servers with, right after the last Nerve build, that build again with MQTT clients: the
+/// fan-out table's MQTT rows beside the JSON ones, measured in the same run.
+fn with_mqtt(servers: &[Server]) -> Vec<Server> {
+    let mut all = servers.to_vec();
+    if let Some(last) = all.iter().rposition(|s| s.kind == Kind::Nerve) {
+        let mqtt = all[last].mqtt();
+        all.insert(last + 1, mqtt);
+    }
+    all
+}
+
 async fn run_scenario(ctx: &Ctx, scenario: &str, results: &mut Results) {
     let skip = |target: Option<&Server>, reason: String| Skipped {
         scenario: scenario.to_string(),
@@ -294,7 +305,7 @@ async fn run_scenario(ctx: &Ctx, scenario: &str, results: &mut Results) {
                     ));
                     continue;
                 }
-                for server in &ctx.servers {
+                for server in &with_mqtt(&ctx.servers) {
                     eprintln!("   {} N={n}", server.name);
                     match scenarios::fanout(ctx, server, n).await {
                         Ok(row) => results.fanout.push(row),

@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
 use super::report::{LoadRow, Results};
-use super::targets::Kind;
+use super::targets::{Kind, MQTT_SUFFIX};
 
 /// Colours of the Nerve builds, in the order they were named; more builds reuse them.
 const NERVE_COLOURS: [RGBColor; 4] = [
@@ -18,6 +18,7 @@ const NERVE_COLOURS: [RGBColor; 4] = [
 ];
 const SOCKETIO_COLOUR: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 const RAW_COLOUR: RGBColor = RGBColor(0x55, 0x55, 0x55);
+const MQTT_COLOUR: RGBColor = RGBColor(0x2c, 0xa0, 0x2c);
 
 /// Every server a plot may show, by the name its rows carry, with its colour.
 fn series(results: &Results) -> Vec<(String, RGBColor)> {
@@ -27,6 +28,9 @@ fn series(results: &Results) -> Vec<(String, RGBColor)> {
         .zip(NERVE_COLOURS.iter().cycle())
         .map(|(n, &c)| (n.to_string(), c))
         .collect();
+    if let Some(last) = results.nerve_names().last() {
+        out.push((format!("{last}{MQTT_SUFFIX}"), MQTT_COLOUR));
+    }
     out.push((Kind::SocketIo.to_string(), SOCKETIO_COLOUR));
     out.push((Kind::Raw.to_string(), RAW_COLOUR));
     out

@@ -232,6 +232,19 @@ fn lat(l: &Latency) -> String {
     format!("{} / {} / {}", ms(l.p50_us), ms(l.p99_us), ms(l.p999_us))
 }
 
+/// What the fan-out heading says of MQTT rows, when the run has them.
+fn mqtt_note(rows: &[LoadRow]) -> String {
+    rows.iter()
+        .find(|r| r.target.ends_with(super::targets::MQTT_SUFFIX))
+        .map_or_else(String::new, |r| {
+            format!(
+                "; `{}` is the same hub with every client on MQTT 3.1.1 over WebSocket, QoS 0, \
+                 instead of the JSON subprotocol",
+                r.target
+            )
+        })
+}
+
 fn ratio(a: f64, b: Option<f64>) -> String {
     match b {
         Some(b) if b > 0.0 => format!("{:.2}×", a / b),
@@ -461,7 +474,8 @@ pub fn markdown(r: &Results) -> String {
     if !r.fanout.is_empty() {
         let _ = writeln!(
             out,
-            "**2. Broadcast fan-out** (1 publisher → N subscribers)\n"
+            "**2. Broadcast fan-out** (1 publisher → N subscribers{})\n",
+            mqtt_note(&r.fanout)
         );
         load_table(&mut out, &r.fanout, "N", s.search, &subject);
         out.push('\n');

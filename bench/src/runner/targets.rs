@@ -53,7 +53,12 @@ pub struct Server {
     pub nerve_bin: Option<PathBuf>,
     /// A configuration file the Nerve build starts with (`--nerve-config`).
     pub nerve_config: Option<PathBuf>,
+    /// The dialect its clients speak.
+    pub dialect: Dialect,
 }
+
+/// What the name of a Nerve build's MQTT rows ends with.
+pub const MQTT_SUFFIX: &str = "-mqtt";
 
 impl Server {
     /// A Nerve build named `name`.
@@ -63,6 +68,16 @@ impl Server {
             kind: Kind::Nerve,
             nerve_bin: Some(bin),
             nerve_config: None,
+            dialect: Dialect::Azure,
+        }
+    }
+
+    /// The same Nerve build with its clients speaking MQTT, named `<name>-mqtt`.
+    pub fn mqtt(&self) -> Server {
+        Server {
+            name: format!("{}{MQTT_SUFFIX}", self.name),
+            dialect: Dialect::Mqtt,
+            ..self.clone()
         }
     }
 
@@ -73,6 +88,11 @@ impl Server {
             kind,
             nerve_bin: None,
             nerve_config: None,
+            dialect: match kind {
+                Kind::Nerve => Dialect::Azure,
+                Kind::SocketIo => Dialect::SocketIo,
+                Kind::Raw => Dialect::Raw,
+            },
         }
     }
 }
@@ -108,6 +128,11 @@ impl std::str::FromStr for NerveBuild {
             .any(|k| k.to_string() == name)
         {
             return Err(format!("name {name:?} is taken by another server"));
+        }
+        if name.ends_with(MQTT_SUFFIX) {
+            return Err(format!(
+                "name {name:?} ends with {MQTT_SUFFIX:?}, which names a build's MQTT rows"
+            ));
         }
         if path.is_empty() {
             return Err(format!("no path for {name:?}"));
@@ -183,6 +208,7 @@ pub struct Target {
     pub endpoints: Vec<SocketAddr>,
     /// Access key (Nerve).
     pub key: Option<String>,
+    dialect: Dialect,
     children: Vec<Child>,
 }
 
@@ -199,6 +225,7 @@ impl Target {
             kind,
             endpoints: Vec::new(),
             key: None,
+            dialect: server.dialect,
             children: Vec::new(),
         };
         let count = match kind {
@@ -259,11 +286,7 @@ impl Target {
 
     /// The dialect its clients speak.
     pub fn dialect(&self) -> Dialect {
-        match self.kind {
-            Kind::Nerve => Dialect::Azure,
-            Kind::SocketIo => Dialect::SocketIo,
-            Kind::Raw => Dialect::Raw,
-        }
+        self.dialect
     }
 
     /// Resident memory of all its processes, in KiB.
