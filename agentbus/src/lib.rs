@@ -23,6 +23,7 @@ mod rpc;
 mod stats;
 mod submit;
 pub mod task;
+pub mod telemetry;
 pub mod trace;
 pub mod transport;
 mod waiters;

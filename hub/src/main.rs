@@ -8,10 +8,7 @@ use nerve_hub::config::{Cli, Command, Config, ConfigAction};
 use nerve_hub::telemetry::Telemetry;
 use nerve_hub::{Node, serve};
 use tokio_util::sync::CancellationToken;
-use tracing::Level;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::filter_fn;
-use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -67,49 +64,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("invalid --log-level '{}'", config.log_level))?;
     // The exporter starts before the runtime and stops after it, so its last batch is sent
-    // once every request has finished.
-    let telemetry = Telemetry::start(&config.telemetry, &config.node_id)
+    // once every request has finished. The log filter applies to the log lines only: spans of
+    // the hub and the bus are exported at info level whatever is logged.
+    let telemetry = Telemetry::start(&config.telemetry, &config.node_id, filter)
         .context("start the OTLP trace exporter")?;
-    let telemetry = match telemetry {
-        None => {
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .init();
-            None
-        }
-        Some((telemetry, tracer)) => {
-            // The log filter applies to the log lines only: spans of the hub and the bus are
-            // exported at info level whatever is logged. Log events are not exported: their
-            // fields (e.g. a webhook URL with a function key) are not vetted for secrets.
-            let exported = filter_fn(|m| {
-                m.is_span()
-                    && *m.level() <= Level::INFO
-                    && (m.target().starts_with("nerve_hub")
-                        || m.target().starts_with("nerve_agentbus"))
-            });
-            tracing_subscriber::registry()
-                .with(
-                    tracing_opentelemetry::layer()
-                        .with_tracer(tracer)
-                        .with_filter(exported),
-                )
-                .with(
-                    tracing_subscriber::fmt::layer()
-                        .with_writer(std::io::stderr)
-                        .with_filter(filter),
-                )
-                .init();
-            if let Some(url) = config.telemetry.traces_url() {
-                tracing::info!(%url, service = %config.telemetry.service_name, "exporting traces over OTLP/HTTP");
-            }
-            Some(telemetry)
-        }
-    };
-    let result = serve_until_signal(config);
-    if let Some(t) = telemetry {
-        t.shutdown();
+    if telemetry.exporting()
+        && let Some(url) = config.telemetry.traces_url()
+    {
+        tracing::info!(%url, service = %config.telemetry.service_name, "exporting traces over OTLP/HTTP");
     }
+    let result = serve_until_signal(config);
+    telemetry.shutdown();
     result
 }
 

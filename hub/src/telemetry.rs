@@ -20,13 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry::KeyValue;
+use opentelemetry::propagation::Extractor;
 use serde::Deserialize;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -96,50 +91,50 @@ impl TelemetrySettings {
 
 /// The running exporter; [`Telemetry::shutdown`] flushes the spans not yet sent.
 pub struct Telemetry {
-    provider: SdkTracerProvider,
+    inner: nerve_agentbus::telemetry::Telemetry,
 }
 
 impl Telemetry {
-    /// Starts the batch exporter for `settings` (None when export is off) and returns it with
-    /// the tracer the `tracing` layer writes to. `node_id` becomes `service.instance.id`.
-    /// Call it outside the async runtime: the exporter owns its own sending thread.
+    /// Installs the process's logging (`filter`, to stderr) and, when `settings` name an
+    /// endpoint, the batch exporter of the spans of the hub and the bus (the setup shared with
+    /// `nerve-bus`, [`nerve_agentbus::telemetry::init`]). `node_id` becomes
+    /// `service.instance.id`. Call it outside the async runtime: the exporter owns its own
+    /// sending thread.
     pub fn start(
         settings: &TelemetrySettings,
         node_id: &str,
-    ) -> anyhow::Result<Option<(Self, opentelemetry_sdk::trace::Tracer)>> {
-        let Some(url) = settings.traces_url() else {
-            return Ok(None);
-        };
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(url)
-            .with_timeout(Duration::from_millis(settings.export_timeout_ms))
-            .build()?;
-        let resource = Resource::builder()
-            .with_service_name(settings.service_name.clone())
-            .with_attributes([
-                KeyValue::new("service.instance.id", node_id.to_string()),
-                KeyValue::new("nerve.node_id", node_id.to_string()),
-                KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-            ])
-            .build();
-        let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(resource)
-            .build();
-        let tracer = provider.tracer("nerve");
-        ENABLED.store(true, Ordering::Relaxed);
-        nerve_agentbus::trace::set_parent_hook(set_parent_from_traceparent);
-        Ok(Some((Telemetry { provider }, tracer)))
+        filter: tracing_subscriber::EnvFilter,
+    ) -> anyhow::Result<Self> {
+        let export = settings
+            .traces_url()
+            .map(|url| nerve_agentbus::telemetry::Export {
+                traces_url: url,
+                service_name: &settings.service_name,
+                resource: vec![
+                    KeyValue::new("service.instance.id", node_id.to_string()),
+                    KeyValue::new("nerve.node_id", node_id.to_string()),
+                    KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+                ],
+                timeout: Duration::from_millis(settings.export_timeout_ms),
+                tracer: "nerve",
+                // Log events are not exported: their fields (e.g. a webhook URL with a
+                // function key) are not vetted for secrets.
+                targets: &["nerve_hub", "nerve_agentbus"],
+            });
+        let inner = nerve_agentbus::telemetry::init(filter, export)?;
+        ENABLED.store(inner.exporting(), Ordering::Relaxed);
+        Ok(Telemetry { inner })
+    }
+
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.inner.exporting()
     }
 
     /// Exports the spans still queued and stops the exporter.
     pub fn shutdown(self) {
         ENABLED.store(false, Ordering::Relaxed);
-        if let Err(e) = self.provider.shutdown() {
-            eprintln!("nerve: flushing traces failed: {e}");
-        }
+        self.inner.shutdown("nerve");
     }
 }
 
@@ -161,52 +156,22 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-struct OneHeader<'a>(&'a str);
-
-impl Extractor for OneHeader<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        (key == TRACEPARENT).then_some(self.0)
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        vec![TRACEPARENT]
-    }
-}
-
-#[derive(Default)]
-struct Collected(Vec<(&'static str, String)>);
-
-impl Injector for Collected {
-    fn set(&mut self, key: &str, value: String) {
-        let key = match key {
-            TRACEPARENT => TRACEPARENT,
-            TRACESTATE => TRACESTATE,
-            _ => return,
-        };
-        self.0.push((key, value));
-    }
-}
-
-fn parent_from(span: &tracing::Span, extractor: &dyn Extractor) {
-    let cx = TraceContextPropagator::new().extract(extractor);
-    if cx.span().span_context().is_valid() {
-        // Fails only for a span already closed or disabled: then there is nothing to parent.
-        let _ = span.set_parent(cx);
-    }
-}
-
 /// Makes `span` a child of the caller's span named by the request's `traceparent` and
 /// `tracestate` headers; no-op when export is off or the headers are absent or malformed.
 pub fn set_parent_from_headers(span: &tracing::Span, headers: &HeaderMap) {
-    if enabled() && headers.contains_key(TRACEPARENT) {
-        parent_from(span, &HeaderExtractor(headers));
+    if enabled()
+        && headers.contains_key(TRACEPARENT)
+        && let Some(cx) = nerve_agentbus::telemetry::extract(&HeaderExtractor(headers))
+    {
+        // Fails only for a span already closed or disabled: then there is nothing to parent.
+        let _ = span.set_parent(cx);
     }
 }
 
 /// Makes `span` a child of the span named by a W3C `traceparent` value (e.g. an envelope's).
 pub fn set_parent_from_traceparent(span: &tracing::Span, traceparent: &str) {
     if enabled() {
-        parent_from(span, &OneHeader(traceparent));
+        nerve_agentbus::telemetry::set_parent(span, traceparent);
     }
 }
 
@@ -216,13 +181,7 @@ pub fn current_headers() -> Vec<(&'static str, String)> {
     if !enabled() {
         return Vec::new();
     }
-    let cx: Context = tracing::Span::current().context();
-    if !cx.span().span_context().is_valid() {
-        return Vec::new();
-    }
-    let mut out = Collected::default();
-    TraceContextPropagator::new().inject_context(&cx, &mut out);
-    out.0
+    nerve_agentbus::telemetry::current_headers()
 }
 
 /// The `traceparent` naming the current span; None when export is off or there is none.

@@ -8,6 +8,7 @@
 
 import { BusClient, BusError, messageText, type A2AMessage, type Push, type TaskRecord } from "./bus.js";
 import { delay } from "./socket.js";
+import { startSpan } from "./tracing.js";
 
 /** Throw from a handler to reject the task. */
 export class TaskRejected extends Error {}
@@ -48,6 +49,10 @@ export class TaskContext {
   readonly task: TaskRecord["task"];
   /** Aborted when someone cancels the task. */
   readonly signal: AbortSignal;
+  /** The W3C trace context the push carried (the hub's delivery span), or undefined. */
+  readonly traceparent?: string;
+  /** The traceparent of this agent's `bus.deliver` span while tracing; its calls are children. */
+  spanParent?: string;
 
   constructor(readonly bus: BusClient, push: Push, private readonly abort: AbortController) {
     this.task = push.task as TaskRecord["task"];
@@ -57,6 +62,7 @@ export class TaskContext {
     this.deliveries = Number(push.deliveries ?? 1);
     this.contextId = this.task.contextId;
     this.signal = abort.signal;
+    this.traceparent = typeof push.traceparent === "string" ? push.traceparent : undefined;
   }
 
   /** The request message. */
@@ -81,7 +87,7 @@ export class TaskContext {
 
   /** Reports progress (working, with a message); resolves with the task version. */
   async progress(text: string): Promise<number> {
-    return (await this.bus.invoke("bus.task.status", { taskId: this.id, state: "TASK_STATE_WORKING", text })).version;
+    return (await this.bus.invoke("bus.task.status", { taskId: this.id, state: "TASK_STATE_WORKING", text }, undefined, this.spanParent)).version;
   }
 
   /** Streams an artifact (a string is a text part, an object a data part). */
@@ -92,13 +98,13 @@ export class TaskContext {
     const parts = typeof content === "string" ? [{ text: content }] : [{ data: content }];
     const artifact = { artifactId: options.artifactId ?? "result", parts, ...(options.name ? { name: options.name } : {}) };
     const data = { taskId: this.id, artifact, append: !!options.append, lastChunk: !!options.lastChunk };
-    return (await this.bus.invoke("bus.task.artifact", data)).version;
+    return (await this.bus.invoke("bus.task.artifact", data, undefined, this.spanParent)).version;
   }
 
   /** Asks a person (input-required) and resolves with the answer's text; people answer in
    * minutes, so it waits an hour by default. */
   async ask(question: string, timeoutMs = 3_600_000): Promise<string> {
-    const r = await this.bus.invoke("bus.task.ask", { taskId: this.id, question, timeoutMs }, timeoutMs + 5_000);
+    const r = await this.bus.invoke("bus.task.ask", { taskId: this.id, question, timeoutMs }, timeoutMs + 5_000, this.spanParent);
     return String(r.text ?? "");
   }
 
@@ -205,6 +211,16 @@ export class Agent {
   }
 
   private async handle(bus: BusClient, task: TaskContext): Promise<void> {
+    // The handler and the settling call run in a span continuing the submitter's trace.
+    const attrs = { "nerve.bus.capability": task.capability, "nerve.bus.task_id": task.id, "nerve.bus.correlation_id": task.correlationId, "nerve.bus.deliveries": task.deliveries, "nerve.bus.agent": this.card.id };
+    const span = startSpan("bus.deliver", "consumer", attrs, task.traceparent);
+    task.spanParent = span.traceparent;
+    const op = await this.settle(bus, task);
+    if (op) span.set("nerve.bus.outcome", op.slice(op.lastIndexOf(".") + 1));
+    span.end(op === "bus.task.fail" ? "the handler failed" : undefined);
+  }
+
+  private async settle(bus: BusClient, task: TaskContext): Promise<string | undefined> {
     const handler = this.handlers.get(task.capability);
     let op = "bus.task.complete";
     let data: Record<string, unknown> = { taskId: task.id };
@@ -222,7 +238,8 @@ export class Agent {
     } finally {
       this.running.delete(task.id);
     }
-    if (task.canceled) return; // a canceled task needs no settling
-    await bus.invoke(op, data).catch(() => {});
+    if (task.canceled) return undefined; // a canceled task needs no settling
+    await bus.invoke(op, data, undefined, task.spanParent).catch(() => {});
+    return op;
   }
 }

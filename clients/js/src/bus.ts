@@ -6,6 +6,7 @@
 
 import { AsyncQueue } from "./queue.js";
 import { busUrl, HandshakeRefused, openSocket, refusalName, type Socket } from "./socket.js";
+import { startSpan, tracingReady } from "./tracing.js";
 
 const SUBPROTOCOL = "json.webpubsub.azure.v1";
 const MAX_WAIT_MS = 300_000;
@@ -118,6 +119,23 @@ export class BusClient {
 
   /** Opens the socket and waits for `connected`. */
   async connect(): Promise<this> {
+    const tracing = await tracingReady();
+    const { hostname, port, protocol } = new URL(this.endpoint);
+    const span = tracing
+      ? startSpan("nerve.connect", "client", { "nerve.hub": "bus", "server.address": hostname, "server.port": Number(port) || (protocol.endsWith("s:") ? 443 : 80) })
+      : undefined;
+    try {
+      await this.open();
+    } catch (e) {
+      span?.end(e instanceof BusError ? e.errorName : "Error");
+      throw e;
+    }
+    if (this.connectionId) span?.set("nerve.connection_id", this.connectionId);
+    span?.end();
+    return this;
+  }
+
+  private async open(): Promise<void> {
     let hello!: (f: Record<string, unknown>) => void;
     const connected = new Promise<Record<string, unknown>>((r) => (hello = r));
     const socket = await openSocket(busUrl(this.endpoint, this.token), SUBPROTOCOL, (text) => {
@@ -149,7 +167,6 @@ export class BusClient {
     this.connectionId = String(f.connectionId);
     this.userId = typeof f.userId === "string" ? f.userId : undefined;
     this.pinger = setInterval(() => this.socket?.send('{"type":"ping"}'), 20_000);
-    return this;
   }
 
   /** Cuts the socket without a close handshake, as a network failure would. */
@@ -163,8 +180,30 @@ export class BusClient {
     this.socket?.close(1000, "client closed");
   }
 
-  /** Runs an operation and resolves with its result. */
-  invoke<T = any>(op: string, data: unknown, timeoutMs = this.invokeTimeoutMs): Promise<T> {
+  /** Runs an operation and resolves with its result. With tracing on it runs in a span named
+   * `op` (a child of `parent`, a traceparent, if given) whose traceparent goes along as
+   * `data.traceparent`. */
+  async invoke<T = any>(op: string, data: unknown, timeoutMs = this.invokeTimeoutMs, parent?: string): Promise<T> {
+    const d = (data ?? {}) as Record<string, unknown>;
+    if (op === "bus.heartbeat" || !(await tracingReady())) return this.send<T>(op, data, timeoutMs);
+    const attrs = { "nerve.bus.op": op, "nerve.bus.capability": d.capability, "nerve.bus.task_id": d.taskId };
+    const span = startSpan(op, op === "bus.submit" ? "producer" : "client", attrs, parent);
+    try {
+      const r = await this.send<T>(op, d.traceparent || !span.traceparent ? d : { ...d, traceparent: span.traceparent }, timeoutMs);
+      const out = (r ?? {}) as Record<string, unknown>;
+      if (op === "bus.submit") {
+        span.set("nerve.bus.task_id", String(out.taskId ?? ""));
+        span.set("nerve.bus.correlation_id", String(out.correlationId ?? ""));
+      }
+      span.end();
+      return r;
+    } catch (e) {
+      span.end(e instanceof BusError ? e.errorName : "Error");
+      throw e;
+    }
+  }
+
+  private send<T>(op: string, data: unknown, timeoutMs: number): Promise<T> {
     const socket = this.socket;
     if (!socket) return Promise.reject(new BusError("ConnectionLost", "not connected"));
     const id = String(++this.nextId);

@@ -13,3 +13,4 @@ export { AsyncQueue } from "./queue.js";
 export { busUrl, HandshakeRefused } from "./socket.js";
 export { ConnectionString, CONNECTION_STRING_ENV, sign } from "./tokens.js";
 export type { ClientTokenOptions } from "./tokens.js";
+export { enableTracing, shutdownTracing, tracesUrl, ENDPOINT_ENV } from "./tracing.js";

@@ -13,6 +13,7 @@ import logging
 import random
 from typing import Any, Awaitable, Callable, Optional
 
+from . import tracing
 from .bus import BusClient, BusError, message_text
 
 log = logging.getLogger("nerve_client.agent")
@@ -37,6 +38,8 @@ class Task:
         self.capability: str = push.get("capability", "")
         self.correlation_id: str = push.get("correlationId", "")
         self.deliveries: int = push.get("deliveries", 1)
+        # The W3C trace context to continue (the hub's delivery span), or None.
+        self.traceparent: Optional[str] = push.get("traceparent")
         self.context_id: Optional[str] = self.record.get("contextId")
         history = self.record.get("history") or [{}]
         self.message: dict = history[0]
@@ -205,6 +208,21 @@ class Agent(BusClient):
             await super()._on_push(data)
 
     async def _handle(self, task: Task, handler: Handler) -> None:
+        attrs = {"nerve.bus.capability": task.capability, "nerve.bus.task_id": task.id,
+                 "nerve.bus.correlation_id": task.correlation_id,
+                 "nerve.bus.deliveries": task.deliveries, "nerve.bus.agent": self.card.get("id")}
+        # The handler and the settling call run in a span continuing the submitter's trace.
+        with tracing.span("bus.deliver", "consumer", parent=task.traceparent,
+                          attributes=attrs) as span:
+            op = await self._run_handler(task, handler)
+            if span is not None and op is not None:
+                span.set_attribute("nerve.bus.outcome", op.rsplit(".", 1)[-1])
+                if op == "bus.task.fail":
+                    tracing.set_error(span, "the handler failed")
+
+    async def _run_handler(self, task: Task, handler: Handler) -> Optional[str]:
+        """Runs the handler and settles the task; returns the settling operation (None when
+        the handler was cancelled)."""
         op, data = "bus.task.complete", {"taskId": task.id}
         try:
             result = await handler(task)
@@ -213,7 +231,7 @@ class Agent(BusClient):
             elif isinstance(result, dict):
                 data["message"] = {"role": "ROLE_AGENT", "parts": [{"data": result}]}
         except asyncio.CancelledError:
-            return
+            return None
         except TaskRejected as e:
             op, data = "bus.task.reject", {"taskId": task.id, "reason": str(e) or "rejected"}
         except TaskRetry as e:
@@ -230,3 +248,4 @@ class Agent(BusClient):
         except BusError as e:
             if e.name not in ("Conflict", "NotFound", "ConnectionLost"):
                 log.warning("settling %s failed: %s", task.id, e)
+        return op

@@ -17,6 +17,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from . import tracing
 from .hub import handshake_refusal
 
 
@@ -85,15 +86,21 @@ class BusClient:
     async def connect(self) -> "BusClient":
         """Opens the socket and waits for ``connected``."""
         self.closed.clear()
-        try:
-            ws = await connect(self.url, subprotocols=[SUBPROTOCOL], open_timeout=10,
-                               max_size=2 * 2**20, ping_interval=None)
-        except InvalidStatus as e:
-            status, reason = handshake_refusal(e) or (0, str(e))
-            name = {401: "Unauthorized", 403: "Forbidden"}.get(status, "Unavailable")
-            raise BusError(name, f"the hub refused the bus socket (HTTP {status}): {reason}") \
-                from e
-        hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        with tracing.span("nerve.connect", attributes={
+                "nerve.hub": "bus", **tracing.server_attributes(self.url)}) as span:
+            try:
+                ws = await connect(self.url, subprotocols=[SUBPROTOCOL], open_timeout=10,
+                                   max_size=2 * 2**20, ping_interval=None,
+                                   additional_headers=tracing.headers())
+            except InvalidStatus as e:
+                status, reason = handshake_refusal(e) or (0, str(e))
+                name = {401: "Unauthorized", 403: "Forbidden"}.get(status, "Unavailable")
+                tracing.set_error(span, name)
+                raise BusError(name, f"the hub refused the bus socket (HTTP {status}): "
+                                     f"{reason}") from e
+            hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if span is not None and hello.get("connectionId"):
+                span.set_attribute("nerve.connection_id", str(hello["connectionId"]))
         self.connection_id = hello.get("connectionId")
         self.user_id = hello.get("userId")
         self._ws = ws
@@ -128,7 +135,28 @@ class BusClient:
     # ---- wire ------------------------------------------------------------------------------
 
     async def invoke(self, op: str, data: dict, timeout: Optional[float] = None) -> dict:
-        """Runs operation ``op`` and returns its result; raises BusError."""
+        """Runs operation ``op`` and returns its result; raises BusError. With tracing on, it
+        runs in a span named ``op`` whose traceparent goes along as ``data.traceparent``."""
+        if op == "bus.heartbeat" or not tracing.enabled():
+            return await self._invoke(op, data, timeout)
+        attrs = {"nerve.bus.op": op, "nerve.bus.capability": data.get("capability"),
+                 "nerve.bus.task_id": data.get("taskId")}
+        kind = "producer" if op == "bus.submit" else "client"
+        with tracing.span(op, kind, attributes=attrs) as span:
+            if "traceparent" not in data:
+                data = {**data, **tracing.headers()}
+            try:
+                result = await self._invoke(op, data, timeout)
+            except BusError as e:
+                tracing.set_error(span, e.name)
+                raise
+            if op == "bus.submit" and span is not None:
+                span.set_attribute("nerve.bus.task_id", str(result.get("taskId", "")))
+                span.set_attribute("nerve.bus.correlation_id",
+                                   str(result.get("correlationId", "")))
+            return result
+
+    async def _invoke(self, op: str, data: dict, timeout: Optional[float]) -> dict:
         if self._ws is None:
             raise BusError("ConnectionLost", "not connected")
         self._next_id += 1
@@ -150,6 +178,8 @@ class BusClient:
         """Runs operation ``op`` fire-and-forget (an ``event`` frame without ackId)."""
         if self._ws is None:
             raise BusError("ConnectionLost", "not connected")
+        if "traceparent" not in data:
+            data = {**data, **tracing.headers()}
         try:
             await self._ws.send(_dumps({"type": "event", "event": op, "dataType": "json",
                                             "data": data}))

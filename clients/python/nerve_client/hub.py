@@ -22,6 +22,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from . import tracing
+
 RELIABLE = "json.reliable.webpubsub.azure.v1"
 JSON = "json.webpubsub.azure.v1"
 NO_RECOVERY = 1008
@@ -175,13 +177,21 @@ class HubClient:
         """Connects and waits for the ``connected`` event; raises HubError if refused."""
         loop = asyncio.get_running_loop()
         self._first = loop.create_future()
-        self._tasks.append(asyncio.create_task(self._run()))
-        self._tasks.append(asyncio.create_task(self._timers()))
-        try:
-            await self._first
-        except BaseException:
-            await self.stop()
-            raise
+        hub = urlsplit(self.url).path.rstrip("/").rsplit("/", 1)[-1]
+        # The connection loop starts inside the span, so the first upgrade carries its
+        # traceparent and the hub's connection span becomes its child.
+        with tracing.span("nerve.connect", attributes={
+                "nerve.hub": hub, **tracing.server_attributes(self.url)}) as span:
+            self._tasks.append(asyncio.create_task(self._run()))
+            self._tasks.append(asyncio.create_task(self._timers()))
+            try:
+                await self._first
+            except BaseException as e:
+                tracing.set_error(span, type(e).__name__)
+                await self.stop()
+                raise
+            if span is not None and self.connection_id:
+                span.set_attribute("nerve.connection_id", self.connection_id)
         return self
 
     async def stop(self) -> None:
@@ -262,14 +272,26 @@ class HubClient:
         """Publishes to a group; with ``ack`` waits for the hub to confirm (AckError if refused)."""
         frame = {"type": "sendToGroup", "group": group, "dataType": data_type,
                  "data": encode_data(data, data_type), "noEcho": no_echo}
-        await (self._request(frame) if ack else self._send(frame))
+        with tracing.span("nerve.publish", "producer", attributes={
+                "nerve.group": group, "nerve.data_type": data_type}) as span:
+            await self._traced(span, self._request(frame) if ack else self._send(frame))
 
     async def send_event(self, event: str, data: Any, data_type: str = "json", *,
                          ack: bool = True) -> None:
         """Sends a user event to the hub's upstream handler."""
         frame = {"type": "event", "event": event, "dataType": data_type,
                  "data": encode_data(data, data_type)}
-        await (self._request(frame) if ack else self._send(frame))
+        with tracing.span("nerve.send_event", attributes={
+                "nerve.event": event, "nerve.data_type": data_type}) as span:
+            await self._traced(span, self._request(frame) if ack else self._send(frame))
+
+    @staticmethod
+    async def _traced(span: Any, request: Awaitable[None]) -> None:
+        try:
+            await request
+        except HubError as e:
+            tracing.set_error(span, getattr(e, "name", None) or "HubError")
+            raise
 
     async def _request(self, frame: dict) -> None:
         self._ack_id += 1
@@ -311,8 +333,10 @@ class HubClient:
             url = (recovery_url(self.url, self.connection_id, self._reconnection_token)
                    if recovering else self.url)
             try:
+                first = self._first is not None and not self._first.done()
                 ws = await connect(url, subprotocols=[self.protocol], open_timeout=10,
-                                   max_size=2**20 * 2, ping_interval=None)
+                                   max_size=2**20 * 2, ping_interval=None,
+                                   additional_headers=tracing.headers() if first else {})
             except (OSError, WebSocketException, asyncio.TimeoutError) as e:
                 if self._first is not None and not self._first.done():
                     refused = handshake_refusal(e)

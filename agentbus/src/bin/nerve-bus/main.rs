@@ -179,7 +179,7 @@ fn main() -> std::process::ExitCode {
     let exporting = telemetry.exporting();
     let result = runtime.block_on(run(cli, exporting));
     drop(runtime);
-    telemetry.shutdown();
+    telemetry.shutdown("nerve-bus");
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
