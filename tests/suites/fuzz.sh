@@ -15,7 +15,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 cd "$root/hub/fuzz"
 export RUSTC_BOOTSTRAP=1
-for target in client_frame server_frame protobuf_frame jwt_claims odata_filter bus_envelope; do
+for target in client_frame server_frame protobuf_frame mqtt_packet jwt_claims odata_filter bus_envelope; do
   echo "fuzz: $target for ${seconds}s"
   # A finding makes cargo fuzz exit non-zero and leaves the input under artifacts/<target>/.
   cargo fuzz run -s none "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 \

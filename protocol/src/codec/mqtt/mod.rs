@@ -108,8 +108,10 @@ impl Version {
     }
 }
 
-/// One packet, of either version.
+/// One packet, of either version (a value read, handled and dropped at once: the size of the
+/// CONNECT variant is not kept anywhere).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Packet {
     /// An MQTT 3.1.1 packet.
     V4(v4::Packet),
